@@ -1,0 +1,85 @@
+"""One replicable change, parsed from a DynamoDB stream record as Lambda delivers it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .codec import Image, MalformedImage, decode_image
+from .errors import PermanentError
+from .keys import key_id
+from .settings import VersionAttrs
+from .versions import Version, version_of
+
+
+class Op(str, Enum):
+    """What a change does to its item."""
+
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A put or delete of one item, with its version and the raw record it came from."""
+
+    key_id: str
+    key: Image
+    op: Op
+    item: Image | None
+    version: Version | None
+    seq: str
+    approx_ms: int
+    is_ttl: bool
+    record: dict[str, Any]
+
+
+def _epoch_ms(value: Any) -> int:
+    # Lambda gives epoch seconds (a number); the local harness keeps the fraction.
+    return int(float(value) * 1000)
+
+
+def delete_version(old: Image | None, approx_ms: int, attrs: VersionAttrs, origin: str | None) -> Version:
+    """The version of a delete: newer than the item it removed, and no older than the delete itself.
+
+    `origin` is the region where the delete happened (bidirectional); one-way keeps the item's origin.
+    """
+    previous = version_of(old, attrs)
+    ts = max(approx_ms, previous.ts + 1) if previous else approx_ms
+    return Version(ts, origin if origin is not None else (previous.origin if previous else ""))
+
+
+def from_stream_record(record: dict[str, Any], attrs: VersionAttrs, *, origin: str | None = None) -> Change:
+    """Parse one Lambda DynamoDB stream record; anything unusable raises PermanentError (park it)."""
+    try:
+        event_name = record["eventName"]
+        body = record["dynamodb"]
+        wire_keys = body["Keys"]
+        seq = str(body["SequenceNumber"])
+        approx_ms = _epoch_ms(body.get("ApproximateCreationDateTime", 0))
+        identity = key_id(wire_keys)
+        key = decode_image(wire_keys)
+        if event_name in ("INSERT", "MODIFY"):
+            if "NewImage" not in body:
+                raise MalformedImage("INSERT/MODIFY without NewImage: the stream must use NEW_IMAGE or "
+                                     "NEW_AND_OLD_IMAGES")
+            item = decode_image(body["NewImage"])
+            return Change(identity, key, Op.PUT, item, version_of(item, attrs), seq, approx_ms, False, record)
+        if event_name == "REMOVE":
+            old = decode_image(body["OldImage"]) if "OldImage" in body else None
+            identity_type = (record.get("userIdentity") or {}).get("type")
+            return Change(identity, key, Op.DELETE, None, delete_version(old, approx_ms, attrs, origin), seq,
+                          approx_ms, identity_type == "Service", record)
+        raise MalformedImage(f"unknown eventName {event_name!r}")
+    except (KeyError, TypeError, ValueError, MalformedImage) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise PermanentError("MalformedRecord", f"malformed stream record: {detail}") from exc
+
+
+def coalesce(changes: list[Change]) -> tuple[dict[str, Change], int]:
+    """The last change per key (stream order), and how many earlier changes it made redundant."""
+    last: dict[str, Change] = {}
+    for change in changes:
+        last[change.key_id] = change
+    return last, len(changes) - len(last)

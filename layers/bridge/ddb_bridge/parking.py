@@ -1,0 +1,52 @@
+"""The parking lot: records that can never apply, kept whole in SQS with the reason, for replay."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import zlib
+from typing import Any
+
+from .errors import RetryableError
+
+# SQS takes 1 MiB per message; records near the 400 KB item limit (old + new image) are compressed.
+_COMPRESS_ABOVE = 200 * 1024
+
+
+def parked_message(record: dict[str, Any], *, reason: str, error: str, source: str) -> str:
+    """The SQS body of a parked record: the record itself (compressed when large) and why."""
+    body: dict[str, Any] = {"reason": reason, "error": error[:2000], "source": source,
+                            "parkedAt": int(time.time() * 1000)}
+    raw = json.dumps(record, separators=(",", ":"))
+    if len(raw) > _COMPRESS_ABOVE:
+        body["recordZlibBase64"] = base64.b64encode(zlib.compress(raw.encode("utf-8"), 6)).decode("ascii")
+    else:
+        body["record"] = record
+    return json.dumps(body, separators=(",", ":"))
+
+
+def record_of(message_body: str) -> dict[str, Any]:
+    """The original record back out of a parked message."""
+    body = json.loads(message_body)
+    if "record" in body:
+        return dict(body["record"])
+    return dict(json.loads(zlib.decompress(base64.b64decode(body["recordZlibBase64"]))))
+
+
+class ParkingLot:
+    """Sends parked records to the parking queue; a failure to park is retryable (the record stays)."""
+
+    def __init__(self, sqs_client: Any, queue_url: str, source: str) -> None:
+        self.sqs = sqs_client
+        self.queue_url = queue_url
+        self.source = source
+
+    def park(self, record: dict[str, Any], *, reason: str, error: str) -> None:
+        """Park one record whole; raises RetryableError when SQS cannot take it."""
+        try:
+            self.sqs.send_message(QueueUrl=self.queue_url,
+                                  MessageBody=parked_message(record, reason=reason, error=error, source=self.source),
+                                  MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}})
+        except Exception as exc:  # noqa: BLE001 - anything here means the record was not parked
+            raise RetryableError("ParkingFailed", f"could not park record ({reason}): {exc}") from exc

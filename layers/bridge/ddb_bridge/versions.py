@@ -1,0 +1,76 @@
+"""Item versions `(ts, origin)` and last-writer-wins comparison with a deterministic tie-break."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .codec import Image
+from .settings import VersionAttrs
+
+
+class Version(NamedTuple):
+    """A change's version: milliseconds since epoch, then the origin region tag as the tie-break."""
+
+    ts: int
+    origin: str
+
+
+def version_of(image: Image | None, attrs: VersionAttrs) -> Version | None:
+    """The version stamped on an image, or None for an unversioned item (older than any version).
+
+    A malformed stamp (not a number, a float) counts as unversioned rather than crashing.
+    """
+    if not image:
+        return None
+    ts_value = image.get(attrs.ts)
+    if not isinstance(ts_value, dict) or "N" not in ts_value:
+        return None
+    try:
+        ts = int(ts_value["N"])
+    except (TypeError, ValueError):
+        return None
+    origin_value = image.get(attrs.origin)
+    origin = origin_value.get("S", "") if isinstance(origin_value, dict) else ""
+    return Version(ts, origin if isinstance(origin, str) else "")
+
+
+def is_newer(candidate: Version | None, current: Version | None) -> bool:
+    """True iff `candidate` strictly beats `current`; an unversioned item is older than any version."""
+    if candidate is None:
+        return False
+    if current is None:
+        return True
+    return candidate > current
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A DynamoDB ConditionExpression with its names and values."""
+
+    expression: str
+    names: dict[str, str]
+    values: dict[str, Any]
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for PutItem / DeleteItem / a transaction element."""
+        out: dict[str, Any] = {"ConditionExpression": self.expression, "ExpressionAttributeNames": self.names}
+        if self.values:
+            out["ExpressionAttributeValues"] = self.values
+        return out
+
+
+def older_than(version: Version | None, attrs: VersionAttrs) -> Condition:
+    """Condition: the stored item (if any) is strictly older than `version`.
+
+    Evaluated inside DynamoDB, so no read-then-write race. An absent item, or one without a
+    timestamp, is older than any version. Equal versions do not pass: a duplicate is a no-op.
+    """
+    names = {"#ts": attrs.ts, "#o": attrs.origin}
+    if version is None:
+        # An unversioned change only beats an unversioned item.
+        return Condition("attribute_not_exists(#ts)", {"#ts": attrs.ts}, {})
+    values = {":ts": {"N": str(version.ts)}, ":o": {"S": version.origin}}
+    expression = ("attribute_not_exists(#ts) OR #ts < :ts OR "
+                  "(#ts = :ts AND (attribute_not_exists(#o) OR #o < :o))")
+    return Condition(expression, names, values)
