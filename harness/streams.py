@@ -24,9 +24,13 @@ Handler = Callable[[dict[str, Any]], Any]
 def lambda_record(raw: dict[str, Any], stream_arn: str, region: str = "us-east-1") -> dict[str, Any]:
     """One GetRecords record (boto3 shapes: bytes, datetime) in Lambda's JSON event shape."""
     body = raw["dynamodb"]
+    # moto 5.2.5 double-encodes binary values in a stream record's Keys (its images are right), so the
+    # keys are taken from the image: a real stream (and Lambda) gives the same values in both.
+    image = body.get("NewImage") or body.get("OldImage")
+    keys = {name: image[name] for name in body["Keys"]} if image else body["Keys"]
     out_body: dict[str, Any] = {
         "ApproximateCreationDateTime": body["ApproximateCreationDateTime"].timestamp(),
-        "Keys": encode_image(body["Keys"]),
+        "Keys": encode_image(keys),
         "SequenceNumber": body["SequenceNumber"],
         "SizeBytes": body.get("SizeBytes", 0),
         "StreamViewType": body.get("StreamViewType", "NEW_AND_OLD_IMAGES"),

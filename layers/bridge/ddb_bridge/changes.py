@@ -10,7 +10,7 @@ from .codec import Image, MalformedImage, decode_image
 from .errors import PermanentError
 from .keys import key_id
 from .settings import VersionAttrs
-from .versions import Version, version_of
+from .versions import Version, is_newer, version_of
 
 
 class Op(str, Enum):
@@ -77,9 +77,15 @@ def from_stream_record(record: dict[str, Any], attrs: VersionAttrs, *, origin: s
         raise PermanentError("MalformedRecord", f"malformed stream record: {detail}") from exc
 
 
-def coalesce(changes: list[Change]) -> tuple[dict[str, Change], int]:
-    """The last change per key (stream order), and how many earlier changes it made redundant."""
-    last: dict[str, Change] = {}
+def coalesce(changes: list[Change], *, by_version: bool = False) -> tuple[dict[str, Change], int]:
+    """One change per key, and how many changes it made redundant.
+
+    In stream order the last change wins. `by_version` (last-writer-wins) keeps the change with the
+    highest version instead, since delivery order means nothing there (an unversioned one is oldest).
+    """
+    kept: dict[str, Change] = {}
     for change in changes:
-        last[change.key_id] = change
-    return last, len(changes) - len(last)
+        current = kept.get(change.key_id)
+        if current is None or not by_version or not is_newer(current.version, change.version):
+            kept[change.key_id] = change
+    return kept, len(changes) - len(kept)

@@ -101,6 +101,10 @@ class SessionCache:
                                               dynamodb=session.client("dynamodb", region_name=region, config=config))
             return self._clients
 
+    def current(self) -> TargetClients | None:
+        """The cached clients, if any (tests inject faults into them)."""
+        return self._clients
+
     def invalidate(self) -> None:
         """Forget the session: the next call assumes the role again."""
         with self._lock:

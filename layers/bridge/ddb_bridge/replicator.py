@@ -76,7 +76,7 @@ def replicate_batch(records: list[dict[str, Any]], *, settings: ReplicatorSettin
             continue
         changes.append(change)
 
-    latest, report.coalesced = coalesce(changes)
+    latest, report.coalesced = coalesce(changes, by_version=settings.mode == "lww")
     requests_before = writer.requests
     results = writer.apply(latest.values())
     report.write_requests = writer.requests - requests_before
@@ -152,10 +152,11 @@ def runtime() -> Runtime:
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The whole Lambda invocation: apply, settle each record through BatchProcessor, report."""
     rt = runtime()
+    writer = rt.writer()
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
-    failed, report = replicate_batch(records, settings=rt.settings, writer=rt.writer(), parking=rt.parking)
+    failed, report = replicate_batch(records, settings=rt.settings, writer=writer, parking=rt.parking)
 
     def settle(record: DynamoDBRecord) -> None:
         if id(record.raw_event) in failed:

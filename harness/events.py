@@ -1,0 +1,30 @@
+"""Sample events in events/: loading them and the table schema they imply."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .lambdas import ROOT
+
+EVENTS = ROOT / "events"
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """One event file."""
+    return dict(json.loads(Path(path).read_text()))
+
+
+def stream_events() -> list[Path]:
+    """Every DynamoDB-stream-shaped sample event (what table_replicator and stream_relay consume)."""
+    return sorted(EVENTS.glob("ddb_stream_*.json"))
+
+
+def key_schema_of(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """The key schema of a stream event's table: the first record with Keys, hash attribute first."""
+    for record in event["Records"]:
+        keys = record.get("dynamodb", {}).get("Keys")
+        if keys:
+            return [(name, next(iter(value))) for name, value in keys.items()]
+    raise ValueError("no record in the event has Keys")
