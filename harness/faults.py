@@ -16,6 +16,7 @@ class _Raw:
         self._body = body
 
     def stream(self, **_: Any) -> Any:
+        """The body, as urllib3 would stream it."""
         yield self._body
 
 
@@ -32,15 +33,21 @@ class Fault:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
+        """Act as botocore's before-send hook: a response short-circuits the real request."""
         with self._lock:
             self.seen += 1
             if self.injected >= self.times or not self.when(request):
                 return None
             self.injected += 1
-        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{self.code}",
-                           "message": f"injected {self.code}"}).encode()
-        return AWSResponse(request.url, self.status, {"x-amzn-RequestId": "injected",
-                                                      "Content-Type": "application/x-amz-json-1.0"}, _Raw(body))
+        body = json.dumps(
+            {"__type": f"com.amazonaws.dynamodb.v20120810#{self.code}", "message": f"injected {self.code}"}
+        ).encode()
+        return AWSResponse(
+            request.url,
+            self.status,
+            {"x-amzn-RequestId": "injected", "Content-Type": "application/x-amz-json-1.0"},
+            _Raw(body),
+        )
 
 
 def inject(client: Any, operation: str, fault: Fault) -> Fault:

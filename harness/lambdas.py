@@ -68,14 +68,16 @@ class LocalFunction:
             sys.path.insert(0, layer)
         with _LOCK, patched_env(self.env):
             _purge()  # a fresh copy of the layer: caches, sessions and settings of this function only
-            spec = importlib.util.spec_from_file_location(f"fn_{name}_{uuid.uuid4().hex[:8]}",
-                                                          ROOT / "functions" / name / "app.py")
+            spec = importlib.util.spec_from_file_location(
+                f"fn_{name}_{uuid.uuid4().hex[:8]}", ROOT / "functions" / name / "app.py"
+            )
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             self.module: ModuleType = module
-            self.layer: dict[str, ModuleType] = {n: m for n, m in sys.modules.items()
-                                                 if n.startswith(_ISOLATED_PREFIXES)}
+            self.layer: dict[str, ModuleType] = {
+                n: m for n, m in sys.modules.items() if n.startswith(_ISOLATED_PREFIXES)
+            }
             _purge()
         self.handler: Callable[[dict[str, Any], Any], Any] = module.lambda_handler
 

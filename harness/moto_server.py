@@ -54,8 +54,9 @@ class LocalAws:
     def enable_step_functions(self) -> None:
         """Make moto really execute state machines (LOCAL-AWS.md)."""
         body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-        req = urllib.request.Request(f"{self.endpoint}/moto-api/config", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.endpoint}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         urllib.request.urlopen(req).read()
 
 

@@ -67,10 +67,19 @@ class PollerStats:
 class StreamPoller:
     """Polls one DynamoDB stream (every shard) and feeds a handler like a Lambda event source mapping."""
 
-    def __init__(self, streams_client: Any, stream_arn: str, handler: Handler, *, batch_size: int = 100,
-                 max_retries: int = 3, on_failure: Callable[[dict[str, Any]], None] | None = None,
-                 region: str = "us-east-1", transform: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
-                 backoff: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        streams_client: Any,
+        stream_arn: str,
+        handler: Handler,
+        *,
+        batch_size: int = 100,
+        max_retries: int = 3,
+        on_failure: Callable[[dict[str, Any]], None] | None = None,
+        region: str = "us-east-1",
+        transform: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        backoff: Callable[[int], None] | None = None,
+    ) -> None:
         self.streams = streams_client
         self.stream_arn = stream_arn
         self.handler = handler
@@ -91,7 +100,8 @@ class StreamPoller:
     def _fetch(self, shard: str) -> list[dict[str, Any]]:
         if shard not in self._iterators:
             self._iterators[shard] = self.streams.get_shard_iterator(
-                StreamArn=self.stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                StreamArn=self.stream_arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
         buffered = self._buffer.setdefault(shard, [])
         while len(buffered) < self.batch_size:
             resp = self.streams.get_records(ShardIterator=self._iterators[shard], Limit=self.batch_size)
@@ -100,7 +110,7 @@ class StreamPoller:
             buffered.extend(got)
             if not got:
                 break
-        batch, self._buffer[shard] = buffered[:self.batch_size], buffered[self.batch_size:]
+        batch, self._buffer[shard] = buffered[: self.batch_size], buffered[self.batch_size :]
         return batch
 
     def poll_once(self) -> int:
@@ -154,14 +164,21 @@ class StreamPoller:
         if self.on_failure is None:
             raise RuntimeError(f"{len(records)} records exhausted their retries and no on-failure destination")
         # Lambda sends metadata (a pointer into the stream), not the records themselves.
-        self.on_failure({
-            "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": self.max_retries + 1},
-            "DDBStreamBatchInfo": {
-                "shardId": shard, "streamArn": self.stream_arn, "batchSize": len(records),
-                "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
-                "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
-            },
-        })
+        self.on_failure(
+            {
+                "requestContext": {
+                    "condition": "RetryAttemptsExhausted",
+                    "approximateInvokeCount": self.max_retries + 1,
+                },
+                "DDBStreamBatchInfo": {
+                    "shardId": shard,
+                    "streamArn": self.stream_arn,
+                    "batchSize": len(records),
+                    "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+                    "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+                },
+            }
+        )
 
 
 def sqs_on_failure(sqs_client: Any, queue_url: str) -> Callable[[dict[str, Any]], None]:

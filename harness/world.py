@@ -24,7 +24,9 @@ def create_table(client: Any, name: str, key_schema: KeySchema, *, stream: bool 
     """Create an on-demand table (optionally with a NEW_AND_OLD_IMAGES stream); returns the stream ARN or ''."""
     kwargs: dict[str, Any] = {
         "TableName": name,
-        "KeySchema": [{"AttributeName": n, "KeyType": "HASH" if i == 0 else "RANGE"} for i, (n, _) in enumerate(key_schema)],
+        "KeySchema": [
+            {"AttributeName": n, "KeyType": "HASH" if i == 0 else "RANGE"} for i, (n, _) in enumerate(key_schema)
+        ],
         "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in key_schema],
         "BillingMode": "PAY_PER_REQUEST",
     }
@@ -32,17 +34,23 @@ def create_table(client: Any, name: str, key_schema: KeySchema, *, stream: bool 
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     desc = client.create_table(**kwargs)["TableDescription"]
     if pitr:
-        client.update_continuous_backups(TableName=name,
-                                         PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        client.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
     return str(desc.get("LatestStreamArn", ""))
 
 
 def target_session(region: str = TARGET_REGION) -> boto3.Session:
     """A session in the target account (as the target role), the way the replicator gets one."""
     creds = boto3.client("sts", region_name=SOURCE_REGION).assume_role(
-        RoleArn=TARGET_ROLE_ARN, RoleSessionName="harness", ExternalId=EXTERNAL_ID)["Credentials"]
-    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                         aws_session_token=creds["SessionToken"], region_name=region)
+        RoleArn=TARGET_ROLE_ARN, RoleSessionName="harness", ExternalId=EXTERNAL_ID
+    )["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=region,
+    )
 
 
 def scan_all(client: Any, table: str) -> dict[str, dict[str, Any]]:
@@ -102,8 +110,9 @@ class OneWayWorld:
 
         out: list[dict[str, Any]] = []
         while True:
-            msgs = self.sqs.receive_message(QueueUrl=self.parking_url, MaxNumberOfMessages=10,
-                                            VisibilityTimeout=300).get("Messages", [])
+            msgs = self.sqs.receive_message(
+                QueueUrl=self.parking_url, MaxNumberOfMessages=10, VisibilityTimeout=300
+            ).get("Messages", [])
             if not msgs:
                 return out
             out.extend(json.loads(m["Body"]) for m in msgs)
@@ -120,5 +129,14 @@ def one_way_world(key_schema: KeySchema | None = None, *, name: str | None = Non
     on_failure = sqs.create_queue(QueueName=f"{name}-on-failure")["QueueUrl"]
     target = target_session().client("dynamodb")
     create_table(target, name, key_schema)
-    return OneWayWorld(source, boto3.client("dynamodbstreams", region_name=SOURCE_REGION), sqs, target,
-                       name, name, stream_arn, parking, on_failure)
+    return OneWayWorld(
+        source,
+        boto3.client("dynamodbstreams", region_name=SOURCE_REGION),
+        sqs,
+        target,
+        name,
+        name,
+        stream_arn,
+        parking,
+        on_failure,
+    )

@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ddb_bridge.observability import logger, metrics, tracer
 from ddb_bridge.replicator import handle, runtime
 

@@ -16,7 +16,7 @@ from harness.world import canonical_key, one_way_world, scan_all
 
 
 def oracle_value(value: dict) -> dict:
-    (tag, inner), = value.items()
+    ((tag, inner),) = value.items()
     if tag == "B":
         return {"B": base64.b64decode(inner)}
     if tag == "BS":
@@ -70,6 +70,14 @@ def test_table_replicator_with_every_sample_event(aws, path, replicate_ttl):
 
 def test_sample_events_cover_the_cases_the_runbook_names():
     names = {p.stem for p in stream_events()}
-    assert {"ddb_stream_insert", "ddb_stream_modify", "ddb_stream_remove", "ddb_stream_ttl_remove",
-            "ddb_stream_nested_binary", "ddb_stream_composite_key", "ddb_stream_numeric_key",
-            "ddb_stream_binary_key", "ddb_stream_malformed"} <= names
+    assert {
+        "ddb_stream_insert",
+        "ddb_stream_modify",
+        "ddb_stream_remove",
+        "ddb_stream_ttl_remove",
+        "ddb_stream_nested_binary",
+        "ddb_stream_composite_key",
+        "ddb_stream_numeric_key",
+        "ddb_stream_binary_key",
+        "ddb_stream_malformed",
+    } <= names

@@ -25,20 +25,22 @@ from harness.world import EXTERNAL_ID, OneWayWorld, one_way_world, scan_all
 
 def every_type_item(i: int) -> dict:
     """An item with every attribute type, binary at several depths, 38-digit numbers."""
-    return from_python({
-        "pk": f"item#{i}",
-        "n38": Decimal("1234567890123456789012345678901234567") + i,
-        "tiny": Decimal("-1E-37"),
-        "s": "żółć 漢字 🙂",
-        "b": bytes([i % 256]) + b"\x00\xff" * 10,
-        "bool": i % 2 == 0,
-        "null": None,
-        "ss": {"a", "b", str(i)},
-        "ns": {Decimal(1), Decimal("2.5"), Decimal(i)},
-        "bs": {b"\x00", b"\x01\x02", bytes([i % 256, 7])},
-        "m": {"deep": {"bin": b"\xde\xad" + bytes([i % 256]), "l": [b"\x00", {"x": b"\x01"}]}},
-        "l": [1, "two", b"\x03", [b"\x04"]],
-    })
+    return from_python(
+        {
+            "pk": f"item#{i}",
+            "n38": Decimal("1234567890123456789012345678901234567") + i,
+            "tiny": Decimal("-1E-37"),
+            "s": "żółć 漢字 🙂",
+            "b": bytes([i % 256]) + b"\x00\xff" * 10,
+            "bool": i % 2 == 0,
+            "null": None,
+            "ss": {"a", "b", str(i)},
+            "ns": {Decimal(1), Decimal("2.5"), Decimal(i)},
+            "bs": {b"\x00", b"\x01\x02", bytes([i % 256, 7])},
+            "m": {"deep": {"bin": b"\xde\xad" + bytes([i % 256]), "l": [b"\x00", {"x": b"\x01"}]}},
+            "l": [1, "two", b"\x03", [b"\x04"]],
+        }
+    )
 
 
 def put(world: OneWayWorld, item: dict) -> None:
@@ -72,8 +74,11 @@ def test_every_attribute_type_round_trips_byte_for_byte(aws):
 def test_composite_numeric_and_binary_keys(aws, schema):
     world = one_way_world(schema)
     fn = LocalFunction("table_replicator", world.replicator_env())
-    values = {"S": lambda i: {"S": f"k{i % 5}"}, "N": lambda i: {"N": str(10**30 + i)},
-              "B": lambda i: {"B": bytes([0, 255, i % 4])}}
+    values = {
+        "S": lambda i: {"S": f"k{i % 5}"},
+        "N": lambda i: {"N": str(10**30 + i)},
+        "B": lambda i: {"B": bytes([0, 255, i % 4])},
+    }
     for i in range(30):
         key = {name: values[kind](i if n == 0 else i * 7) for n, (name, kind) in enumerate(schema)}
         put(world, {**key, "v": {"N": str(i)}})
@@ -97,10 +102,19 @@ def test_duplicates_and_redelivery_after_partial_failure_converge(aws):
             put(world, {"pk": {"S": key}, "v": {"N": str(i)}})
     fn.invoke({"Records": []})  # warm up: the target session exists now
     target_client = fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb
-    fault = inject(target_client, "BatchWriteItem",
-                   Fault("ProvisionedThroughputExceededException", times=6, when=lambda r: rng.random() < 0.5))
-    poller = StreamPoller(world.streams, world.stream_arn, fn.invoke, batch_size=50, max_retries=20,
-                          transform=lambda records: records + records)
+    fault = inject(
+        target_client,
+        "BatchWriteItem",
+        Fault("ProvisionedThroughputExceededException", times=6, when=lambda r: rng.random() < 0.5),
+    )
+    poller = StreamPoller(
+        world.streams,
+        world.stream_arn,
+        fn.invoke,
+        batch_size=50,
+        max_retries=20,
+        transform=lambda records: records + records,
+    )
     # WHEN the stream drains
     poller.drain()
     # THEN failures were reported and redelivered in order, and the target still equals the source
@@ -132,8 +146,13 @@ def test_a_batch_that_keeps_failing_goes_to_the_on_failure_queue(aws):
     fn.invoke({"Records": []})
     client = fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb
     inject(client, "BatchWriteItem", Fault("InternalServerError", times=100, status=500))
-    poller = StreamPoller(world.streams, world.stream_arn, fn.invoke, max_retries=2,
-                          on_failure=sqs_on_failure(world.sqs, world.on_failure_url))
+    poller = StreamPoller(
+        world.streams,
+        world.stream_arn,
+        fn.invoke,
+        max_retries=2,
+        on_failure=sqs_on_failure(world.sqs, world.on_failure_url),
+    )
     poller.drain()
     msgs = world.sqs.receive_message(QueueUrl=world.on_failure_url)["Messages"]
     assert '"RetryAttemptsExhausted"' in msgs[0]["Body"] and poller.stats.retries == 2
@@ -145,15 +164,42 @@ def test_poison_record_is_parked_whole_while_the_rest_applies(aws):
     world = one_way_world()
     fn = LocalFunction("table_replicator", world.replicator_env())
     records = [
-        {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "ok1"}}, "NewImage": {"pk": {"S": "ok1"}},
-                                             "SequenceNumber": "1", "ApproximateCreationDateTime": 1}},
-        {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "huge"}},
-                                             "NewImage": {"pk": {"S": "huge"}, "x": {"S": "x" * 410_000}},
-                                             "SequenceNumber": "2", "ApproximateCreationDateTime": 1}},
-        {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "bad"}}, "NewImage": {"b": {"B": "@@"}},
-                                             "SequenceNumber": "3", "ApproximateCreationDateTime": 1}},
-        {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "ok2"}}, "NewImage": {"pk": {"S": "ok2"}},
-                                             "SequenceNumber": "4", "ApproximateCreationDateTime": 1}},
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "ok1"}},
+                "NewImage": {"pk": {"S": "ok1"}},
+                "SequenceNumber": "1",
+                "ApproximateCreationDateTime": 1,
+            },
+        },
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "huge"}},
+                "NewImage": {"pk": {"S": "huge"}, "x": {"S": "x" * 410_000}},
+                "SequenceNumber": "2",
+                "ApproximateCreationDateTime": 1,
+            },
+        },
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "bad"}},
+                "NewImage": {"b": {"B": "@@"}},
+                "SequenceNumber": "3",
+                "ApproximateCreationDateTime": 1,
+            },
+        },
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "ok2"}},
+                "NewImage": {"pk": {"S": "ok2"}},
+                "SequenceNumber": "4",
+                "ApproximateCreationDateTime": 1,
+            },
+        },
     ]
     # WHEN the batch is handled
     response = fn.invoke({"Records": records})
@@ -162,15 +208,20 @@ def test_poison_record_is_parked_whole_while_the_rest_applies(aws):
     assert set(scan_all(world.target, world.target_table)) == {'{"pk":{"S":"ok1"}}', '{"pk":{"S":"ok2"}}'}
     parked = sorted(world.parked(), key=lambda m: m["reason"])
     assert [m["reason"] for m in parked] == ["ItemTooLarge", "MalformedRecord"]
-    from ddb_bridge.parking import record_of
     import json
+
+    from ddb_bridge.parking import record_of
+
     assert record_of(json.dumps(parked[0])) == records[1]
     assert parked[1]["record"] == records[2]
 
 
 def _assume_role_calls() -> int:
     """AssumeRole calls the replicator made (moto keeps them in the target account's backend)."""
-    return sum(r.session_name == "ddb-bridge" and r.external_id == EXTERNAL_ID for r in sts_backends[TARGET_ACCOUNT]["aws"].assumed_roles)
+    return sum(
+        r.session_name == "ddb-bridge" and r.external_id == EXTERNAL_ID
+        for r in sts_backends[TARGET_ACCOUNT]["aws"].assumed_roles
+    )
 
 
 def test_role_is_assumed_once_per_session_and_refreshed_before_expiry(aws):
@@ -220,8 +271,12 @@ def test_a_bad_setting_fails_the_cold_start_naming_the_variable(aws):
 
 
 def stamped(pk: str, ts: int, origin: str, value: str) -> dict:
-    return {"pk": {"S": pk}, "last_update_timestamp": {"N": str(ts)}, "last_updater_region": {"S": origin},
-            "v": {"S": value}}
+    return {
+        "pk": {"S": pk},
+        "last_update_timestamp": {"N": str(ts)},
+        "last_updater_region": {"S": origin},
+        "v": {"S": value},
+    }
 
 
 def test_lww_mode_applies_by_version_not_arrival_order(aws):
@@ -237,16 +292,27 @@ def test_lww_mode_applies_by_version_not_arrival_order(aws):
         origin = rng.choice(["us-east-1", "eu-west-1"])
         item = stamped(pk, ts, origin, f"v{seq}")
         current = oracle.get(pk)
-        if current is None or (ts, origin) > (int(current["last_update_timestamp"]["N"]),
-                                              current["last_updater_region"]["S"]):
+        if current is None or (ts, origin) > (
+            int(current["last_update_timestamp"]["N"]),
+            current["last_updater_region"]["S"],
+        ):
             oracle[pk] = item
-        records.append({"eventName": "MODIFY", "dynamodb": {"Keys": {"pk": {"S": pk}}, "NewImage": item,
-                                                            "SequenceNumber": str(seq), "ApproximateCreationDateTime": 1}})
+        records.append(
+            {
+                "eventName": "MODIFY",
+                "dynamodb": {
+                    "Keys": {"pk": {"S": pk}},
+                    "NewImage": item,
+                    "SequenceNumber": str(seq),
+                    "ApproximateCreationDateTime": 1,
+                },
+            }
+        )
     delivered = records + rng.sample(records, 50)
     rng.shuffle(delivered)
     # WHEN delivered one batch at a time
     for i in range(0, len(delivered), 20):
-        assert fn.invoke({"Records": delivered[i:i + 20]}) == {"batchItemFailures": []}
+        assert fn.invoke({"Records": delivered[i : i + 20]}) == {"batchItemFailures": []}
     # THEN the target holds, for each key, exactly the last writer's version
     target = scan_all(world.target, world.target_table)
     assert {k: v for k, v in target.items()} == {f'{{"pk":{{"S":"{pk}"}}}}': item for pk, item in oracle.items()}

@@ -8,10 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddb_bridge.codec import MAX_ITEM_BYTES, MalformedImage, decode_image, encode_image, from_python, item_size, to_python
+from ddb_bridge.codec import (
+    MAX_ITEM_BYTES,
+    MalformedImage,
+    decode_image,
+    encode_image,
+    from_python,
+    item_size,
+    to_python,
+)
 
 numbers = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
-    lambda d: d == 0 or (len(d.as_tuple().digits) <= 38 and -130 < d.adjusted() < 125))
+    lambda d: d == 0 or (len(d.as_tuple().digits) <= 38 and -130 < d.adjusted() < 125)
+)
 scalars = st.one_of(
     st.text(max_size=20).map(lambda s: {"S": s}),
     numbers.map(lambda d: {"N": str(d)}),
@@ -21,10 +30,14 @@ scalars = st.one_of(
     st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=4, unique=True).map(lambda v: {"BS": v}),
     st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4, unique=True).map(lambda v: {"SS": v}),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4).map(lambda v: {"L": v}),
-    st.dictionaries(st.text(min_size=1, max_size=6), inner, max_size=4).map(lambda v: {"M": v}),
-), max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda v: {"L": v}),
+        st.dictionaries(st.text(min_size=1, max_size=6), inner, max_size=4).map(lambda v: {"M": v}),
+    ),
+    max_leaves=12,
+)
 images = st.dictionaries(st.text(min_size=1, max_size=8), values, max_size=6)
 
 
@@ -39,8 +52,18 @@ def test_lambda_json_round_trip_is_exact(image):
 
 def test_nested_binary_is_decoded_once_at_every_depth():
     raw = bytes(range(256))
-    wire = {"m": {"M": {"l": {"L": [{"B": base64.b64encode(raw).decode()},
-                                     {"M": {"bs": {"BS": [base64.b64encode(b"\x00").decode()]}}}]}}}}
+    wire = {
+        "m": {
+            "M": {
+                "l": {
+                    "L": [
+                        {"B": base64.b64encode(raw).decode()},
+                        {"M": {"bs": {"BS": [base64.b64encode(b"\x00").decode()]}}},
+                    ]
+                }
+            }
+        }
+    }
     decoded = decode_image(wire)
     assert decoded["m"]["M"]["l"]["L"][0] == {"B": raw}
     assert decoded["m"]["M"]["l"]["L"][1]["M"]["bs"] == {"BS": [b"\x00"]}

@@ -24,8 +24,14 @@ def test_small_and_large_records_come_back_whole():
 
 def test_classification():
     assert isinstance(classify(client_error("ValidationException")), PermanentError)
-    for code in ("ProvisionedThroughputExceededException", "ThrottlingException", "InternalServerError",
-                 "ExpiredTokenException", "ResourceNotFoundException", "AccessDeniedException"):
+    for code in (
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "InternalServerError",
+        "ExpiredTokenException",
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+    ):
         assert isinstance(classify(client_error(code)), RetryableError), code
     assert isinstance(classify(EndpointConnectionError(endpoint_url="x")), RetryableError)
     assert isinstance(classify(KeyError("bug")), PermanentError)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -31,7 +31,7 @@ TOMBSTONE_ATTRS = VersionAttrs(ts="ts", origin="origin")
 _TOMBSTONE_KEY_MAX = 1024
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What became of one change."""
 
     APPLIED = "applied"
@@ -57,8 +57,12 @@ class Tombstones:
 
     def item(self, key_id: str, version: Version) -> Image:
         """The tombstone written alongside a delete."""
-        return {**self.key_of(key_id), "ts": {"N": str(version.ts)}, "origin": {"S": version.origin},
-                "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)}}
+        return {
+            **self.key_of(key_id),
+            "ts": {"N": str(version.ts)},
+            "origin": {"S": version.origin},
+            "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
+        }
 
     def get(self, client: Any, key_id: str) -> Version | None:
         """The delete version remembered for a key, read consistently; None when there is none."""
@@ -88,9 +92,18 @@ def _transaction_result(exc: ClientError) -> Result:
 class TableWriter:
     """Applies coalesced changes (one per key) to one table, concurrently across keys."""
 
-    def __init__(self, client: Any, table: str, *, mode: str, attrs: VersionAttrs,
-                 tombstones: Tombstones | None = None, concurrency: int = 16,
-                 sleep: Callable[[float], None] = time.sleep, batch_rounds: int = 8) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        mode: str,
+        attrs: VersionAttrs,
+        tombstones: Tombstones | None = None,
+        concurrency: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+        batch_rounds: int = 8,
+    ) -> None:
         self.client = client
         self.table = table
         self.mode = mode
@@ -127,7 +140,7 @@ class TableWriter:
                 if change.key_id in failed:
                     results[change.key_id] = failed[change.key_id]
             changes = [c for c in changes if c.key_id not in failed]
-        chunks = [changes[i:i + BATCH_WRITE_MAX] for i in range(0, len(changes), BATCH_WRITE_MAX)]
+        chunks = [changes[i : i + BATCH_WRITE_MAX] for i in range(0, len(changes), BATCH_WRITE_MAX)]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(chunks)))) as pool:
             for chunk_results in pool.map(self._write_chunk, chunks):
                 results.update(chunk_results)
@@ -177,17 +190,19 @@ class TableWriter:
             pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             if not pending:
                 return {}
-            self.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
+            self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
         return pending
 
     def _batch_write_tombstones(self, deletes: list[Change]) -> dict[str, Result]:
         assert self.tombstones is not None
         failed: dict[str, Result] = {}
         for i in range(0, len(deletes), BATCH_WRITE_MAX):
-            chunk = deletes[i:i + BATCH_WRITE_MAX]
+            chunk = deletes[i : i + BATCH_WRITE_MAX]
             items = {c.key_id: self.tombstones.item(c.key_id, c.version or Version(c.approx_ms, "")) for c in chunk}
             try:
-                left = self._batch_write({self.tombstones.table: [{"PutRequest": {"Item": it}} for it in items.values()]})
+                left = self._batch_write(
+                    {self.tombstones.table: [{"PutRequest": {"Item": it}} for it in items.values()]}
+                )
             except Exception as exc:  # noqa: BLE001 - classified
                 failed.update({c.key_id: classify(exc) for c in chunk})
                 continue
@@ -237,8 +252,9 @@ class TableWriter:
         ]
 
     # -- shared -----------------------------------------------------------------------------------
-    def _run_parallel(self, changes: list[Change], write: Callable[[Change], Result],
-                      results: dict[str, Result]) -> None:
+    def _run_parallel(
+        self, changes: list[Change], write: Callable[[Change], Result], results: dict[str, Result]
+    ) -> None:
         if len(changes) <= 1 or self.concurrency == 1:
             results.update({c.key_id: write(c) for c in changes})
             return

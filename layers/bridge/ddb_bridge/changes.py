@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .codec import Image, MalformedImage, decode_image
@@ -13,7 +13,7 @@ from .settings import VersionAttrs
 from .versions import Version, is_newer, version_of
 
 
-class Op(str, Enum):
+class Op(StrEnum):
     """What a change does to its item."""
 
     PUT = "PUT"
@@ -62,15 +62,25 @@ def from_stream_record(record: dict[str, Any], attrs: VersionAttrs, *, origin: s
         key = decode_image(wire_keys)
         if event_name in ("INSERT", "MODIFY"):
             if "NewImage" not in body:
-                raise MalformedImage("INSERT/MODIFY without NewImage: the stream must use NEW_IMAGE or "
-                                     "NEW_AND_OLD_IMAGES")
+                raise MalformedImage(
+                    "INSERT/MODIFY without NewImage: the stream must use NEW_IMAGE or NEW_AND_OLD_IMAGES"
+                )
             item = decode_image(body["NewImage"])
             return Change(identity, key, Op.PUT, item, version_of(item, attrs), seq, approx_ms, False, record)
         if event_name == "REMOVE":
             old = decode_image(body["OldImage"]) if "OldImage" in body else None
             identity_type = (record.get("userIdentity") or {}).get("type")
-            return Change(identity, key, Op.DELETE, None, delete_version(old, approx_ms, attrs, origin), seq,
-                          approx_ms, identity_type == "Service", record)
+            return Change(
+                identity,
+                key,
+                Op.DELETE,
+                None,
+                delete_version(old, approx_ms, attrs, origin),
+                seq,
+                approx_ms,
+                identity_type == "Service",
+                record,
+            )
         raise MalformedImage(f"unknown eventName {event_name!r}")
     except (KeyError, TypeError, ValueError, MalformedImage) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)

@@ -33,9 +33,15 @@ def arn(service: str, region: str, account: str, resource: str) -> str:
     return f"arn:{partition_of(region)}:{service}:{region}:{account}:{resource}"
 
 
-def client_config(*, max_attempts: int = 8, https_proxy: str | None = None, pool: int = 10,
-                  connect_timeout: float = 3.0, read_timeout: float = 10.0) -> Config:
-    """botocore configuration: adaptive retries, bounded timeouts, optional HTTPS proxy."""
+def client_config(
+    *,
+    max_attempts: int = 8,
+    https_proxy: str | None = None,
+    pool: int = 10,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 10.0,
+) -> Config:
+    """Botocore configuration: adaptive retries, bounded timeouts, optional HTTPS proxy."""
     return Config(
         retries={"mode": "adaptive", "max_attempts": max_attempts},
         proxies={"https": https_proxy} if https_proxy else None,
@@ -46,21 +52,34 @@ def client_config(*, max_attempts: int = 8, https_proxy: str | None = None, pool
     )
 
 
-def assumed_role_session(role_arn: str, external_id: str | None, region: str, *,
-                         session_name: str = "ddb-bridge", sts_client: Any | None = None,
-                         duration_seconds: int = ASSUME_ROLE_SECONDS) -> boto3.Session:
+def assumed_role_session(
+    role_arn: str,
+    external_id: str | None,
+    region: str,
+    *,
+    session_name: str = "ddb-bridge",
+    sts_client: Any | None = None,
+    duration_seconds: int = ASSUME_ROLE_SECONDS,
+) -> boto3.Session:
     """A boto3 session whose credentials come from STS AssumeRole and refresh themselves."""
     # Regional STS endpoint (botocore's default): the global one does not exist in aws-cn.
     sts = sts_client or boto3.client("sts", region_name=region)
 
     def refresh() -> dict[str, str]:
-        kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name,
-                                  "DurationSeconds": duration_seconds}
+        kwargs: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": session_name,
+            "DurationSeconds": duration_seconds,
+        }
         if external_id:
             kwargs["ExternalId"] = external_id
         creds = sts.assume_role(**kwargs)["Credentials"]
-        return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
-                "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
 
     core = botocore.session.get_session()
     core._credentials = DeferredRefreshableCredentials(refresh_using=refresh, method="sts-assume-role")
@@ -68,10 +87,16 @@ def assumed_role_session(role_arn: str, external_id: str | None, region: str, *,
     return boto3.Session(botocore_session=core)
 
 
-def static_key_session(access_key: str, secret_key: str, region: str, session_token: str | None = None) -> boto3.Session:
+def static_key_session(
+    access_key: str, secret_key: str, region: str, session_token: str | None = None
+) -> boto3.Session:
     """A session from long-lived keys (cross-partition peers, where roles cannot cross)."""
-    return boto3.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                         aws_session_token=session_token, region_name=region)
+    return boto3.Session(
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=session_token,
+        region_name=region,
+    )
 
 
 @dataclass
@@ -97,8 +122,9 @@ class SessionCache:
                     session = assumed_role_session(role_arn, external_id, region)
                 else:
                     session = boto3.Session(region_name=region)
-                self._clients = TargetClients(session=session,
-                                              dynamodb=session.client("dynamodb", region_name=region, config=config))
+                self._clients = TargetClients(
+                    session=session, dynamodb=session.client("dynamodb", region_name=region, config=config)
+                )
             return self._clients
 
     def current(self) -> TargetClients | None:

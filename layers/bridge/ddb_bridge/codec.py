@@ -37,7 +37,7 @@ def decode_value(value: AttributeValue) -> AttributeValue:
     """One attribute value from Lambda's JSON to the client's form (binary as bytes)."""
     if not isinstance(value, dict) or len(value) != 1:
         raise MalformedImage(f"attribute value must be an object with one type tag, got {str(value)[:60]}")
-    (tag, inner), = value.items()
+    ((tag, inner),) = value.items()
     if tag == "B":
         return {"B": _b64(inner)}
     if tag == "BS":
@@ -60,7 +60,7 @@ def decode_image(image: Image) -> Image:
 
 def encode_value(value: AttributeValue) -> AttributeValue:
     """The reverse of `decode_value`: client form (bytes) to Lambda's JSON (base64 text)."""
-    (tag, inner), = value.items()
+    ((tag, inner),) = value.items()
     if tag == "B":
         return {"B": base64.b64encode(bytes(inner)).decode("ascii")}
     if tag == "BS":
@@ -92,7 +92,7 @@ def from_python(item: dict[str, Any]) -> Image:
 
 
 def _value_size(value: AttributeValue) -> int:
-    (tag, inner), = value.items()
+    ((tag, inner),) = value.items()
     if tag == "S":
         return len(inner.encode("utf-8"))
     if tag == "N":

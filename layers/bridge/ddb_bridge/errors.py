@@ -5,20 +5,24 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
 # Errors that will never succeed on retry: the record is parked whole and the batch goes on.
-PERMANENT_CODES = frozenset({
-    "ValidationException",
-    "SerializationException",
-    "ItemCollectionSizeLimitExceededException",
-    "InvalidArgumentException",
-})
+PERMANENT_CODES = frozenset(
+    {
+        "ValidationException",
+        "SerializationException",
+        "ItemCollectionSizeLimitExceededException",
+        "InvalidArgumentException",
+    }
+)
 # Credentials that stopped working: drop cached sessions before the retry.
-CREDENTIAL_CODES = frozenset({
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "RequestExpired",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-})
+CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+    }
+)
 
 
 class PermanentError(Exception):

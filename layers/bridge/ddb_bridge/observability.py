@@ -9,4 +9,4 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="DdbBridge")
 
-__all__ = ["logger", "tracer", "metrics", "MetricUnit"]
+__all__ = ["MetricUnit", "logger", "metrics", "tracer"]

@@ -16,8 +16,12 @@ _COMPRESS_ABOVE = 200 * 1024
 
 def parked_message(record: dict[str, Any], *, reason: str, error: str, source: str) -> str:
     """The SQS body of a parked record: the record itself (compressed when large) and why."""
-    body: dict[str, Any] = {"reason": reason, "error": error[:2000], "source": source,
-                            "parkedAt": int(time.time() * 1000)}
+    body: dict[str, Any] = {
+        "reason": reason,
+        "error": error[:2000],
+        "source": source,
+        "parkedAt": int(time.time() * 1000),
+    }
     raw = json.dumps(record, separators=(",", ":"))
     if len(raw) > _COMPRESS_ABOVE:
         body["recordZlibBase64"] = base64.b64encode(zlib.compress(raw.encode("utf-8"), 6)).decode("ascii")
@@ -45,8 +49,10 @@ class ParkingLot:
     def park(self, record: dict[str, Any], *, reason: str, error: str) -> None:
         """Park one record whole; raises RetryableError when SQS cannot take it."""
         try:
-            self.sqs.send_message(QueueUrl=self.queue_url,
-                                  MessageBody=parked_message(record, reason=reason, error=error, source=self.source),
-                                  MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}})
-        except Exception as exc:  # noqa: BLE001 - anything here means the record was not parked
+            self.sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=parked_message(record, reason=reason, error=error, source=self.source),
+                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
+            )
+        except Exception as exc:
             raise RetryableError("ParkingFailed", f"could not park record ({reason}): {exc}") from exc

@@ -55,8 +55,9 @@ def _park(parking: ParkingLot, record: dict[str, Any], error: PermanentError, re
     logger.warning("record parked", extra={"reason": error.reason, "error": str(error)[:500]})
 
 
-def replicate_batch(records: list[dict[str, Any]], *, settings: ReplicatorSettings, writer: TableWriter,
-                    parking: ParkingLot) -> tuple[set[int], BatchReport]:
+def replicate_batch(
+    records: list[dict[str, Any]], *, settings: ReplicatorSettings, writer: TableWriter, parking: ParkingLot
+) -> tuple[set[int], BatchReport]:
     """Apply a batch; returns the ids of the records to report as failed, and the batch report."""
     report = BatchReport(records=len(records))
     failed_keys: set[str] = set()
@@ -131,12 +132,20 @@ class Runtime:
     def writer(self) -> TableWriter:
         """A writer on the current (cached, refreshable) target session."""
         target = self.settings.target
-        config = client_config(max_attempts=target.max_attempts, https_proxy=target.https_proxy,
-                               pool=self.settings.write_concurrency + 2)
-        clients = target_sessions.get(region=target.region, role_arn=target.role_arn,
-                                      external_id=target.external_id, config=config)
-        return TableWriter(clients.dynamodb, target.table, mode=self.settings.mode, attrs=self.settings.versions,
-                           tombstones=self.tombstones, concurrency=self.settings.write_concurrency)
+        config = client_config(
+            max_attempts=target.max_attempts, https_proxy=target.https_proxy, pool=self.settings.write_concurrency + 2
+        )
+        clients = target_sessions.get(
+            region=target.region, role_arn=target.role_arn, external_id=target.external_id, config=config
+        )
+        return TableWriter(
+            clients.dynamodb,
+            target.table,
+            mode=self.settings.mode,
+            attrs=self.settings.versions,
+            tombstones=self.tombstones,
+            concurrency=self.settings.write_concurrency,
+        )
 
 
 @cache
@@ -144,8 +153,9 @@ def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_replicator_settings()
     sqs = boto3.client("sqs", config=client_config(max_attempts=5))
-    tombstones = (Tombstones(settings.tombstone_table, settings.tombstone_days * 86400)
-                  if settings.tombstone_table else None)
+    tombstones = (
+        Tombstones(settings.tombstone_table, settings.tombstone_days * 86400) if settings.tombstone_table else None
+    )
     return Runtime(settings, ParkingLot(sqs, settings.parking_queue_url, source="table_replicator"), tombstones)
 
 

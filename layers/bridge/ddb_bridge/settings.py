@@ -35,8 +35,14 @@ class Env:
         value = self._env.get(name)
         return value.strip() if value is not None and value.strip() != "" else None
 
-    def text(self, name: str, *, default: str | None = None, pattern: re.Pattern[str] | None = None,
-             expects: str = "a non-empty string") -> str:
+    def text(
+        self,
+        name: str,
+        *,
+        default: str | None = None,
+        pattern: re.Pattern[str] | None = None,
+        expects: str = "a non-empty string",
+    ) -> str:
         """A required string (or its default), optionally matched against a pattern."""
         value = self._raw(name)
         if value is None:
@@ -68,8 +74,9 @@ class Env:
         try:
             value = int(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is invalid: expected a whole number "
-                                f"from {minimum} to {maximum}") from None
+            raise SettingsError(
+                f"{name}={raw!r} is invalid: expected a whole number from {minimum} to {maximum}"
+            ) from None
         if not minimum <= value <= maximum:
             raise SettingsError(f"{name}={value} is out of range: expected {minimum} to {maximum}")
         return value
@@ -91,14 +98,17 @@ class Env:
 
     def table(self, name: str, default: str | None = None) -> str:
         """A DynamoDB table name."""
-        return self.text(name, default=default, pattern=_TABLE_RE,
-                         expects="a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
+        return self.text(
+            name, default=default, pattern=_TABLE_RE, expects="a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
+        )
 
     def role_arn(self, name: str) -> str | None:
         """An optional IAM role ARN in any partition."""
-        return self.optional(name, pattern=_ROLE_ARN_RE,
-                             expects="an IAM role ARN such as arn:aws:iam::123456789012:role/name "
-                                     "(arn:aws-cn:... in China)")
+        return self.optional(
+            name,
+            pattern=_ROLE_ARN_RE,
+            expects="an IAM role ARN such as arn:aws:iam::123456789012:role/name (arn:aws-cn:... in China)",
+        )
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class VersionAttrs:
 
     @classmethod
     def from_env(cls, env: Env) -> VersionAttrs:
+        """Read VERSION_TS_ATTR and VERSION_ORIGIN_ATTR."""
         ts = env.text("VERSION_TS_ATTR", default=cls.ts, pattern=_ATTR_RE, expects="an attribute name")
         origin = env.text("VERSION_ORIGIN_ATTR", default=cls.origin, pattern=_ATTR_RE, expects="an attribute name")
         if ts == origin:
@@ -130,19 +141,28 @@ class TargetSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> TargetSettings:
+        """Read TARGET_* and HTTPS_PROXY_URL."""
         role_arn = env.role_arn("TARGET_ROLE_ARN")
-        external_id = env.optional("TARGET_EXTERNAL_ID", pattern=re.compile(r"^[\w+=,.@:/-]{2,1224}$"),
-                                   expects="2-1224 characters of A-Z a-z 0-9 + = , . @ : / - _")
+        external_id = env.optional(
+            "TARGET_EXTERNAL_ID",
+            pattern=re.compile(r"^[\w+=,.@:/-]{2,1224}$"),
+            expects="2-1224 characters of A-Z a-z 0-9 + = , . @ : / - _",
+        )
         if role_arn and not external_id:
-            raise SettingsError("TARGET_EXTERNAL_ID is required when TARGET_ROLE_ARN is set: "
-                                "expected the ExternalId that the target role's trust policy demands")
+            raise SettingsError(
+                "TARGET_EXTERNAL_ID is required when TARGET_ROLE_ARN is set: "
+                "expected the ExternalId that the target role's trust policy demands"
+            )
         return cls(
             table=env.table("TARGET_TABLE_NAME"),
             region=env.region("TARGET_REGION", default=env.optional("AWS_REGION") or None),
             role_arn=role_arn,
             external_id=external_id,
-            https_proxy=env.optional("HTTPS_PROXY_URL", pattern=re.compile(r"^https?://\S+$"),
-                                     expects="a proxy URL such as http://proxy.internal:3128"),
+            https_proxy=env.optional(
+                "HTTPS_PROXY_URL",
+                pattern=re.compile(r"^https?://\S+$"),
+                expects="a proxy URL such as http://proxy.internal:3128",
+            ),
             max_attempts=env.integer("TARGET_MAX_ATTEMPTS", 8, minimum=1, maximum=20),
         )
 
@@ -162,17 +182,18 @@ class ReplicatorSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReplicatorSettings:
+        """Read every table_replicator setting; raises SettingsError naming the first bad one."""
         env = Env(environ)
         return cls(
             target=TargetSettings.from_env(env),
             mode=env.choice("REPLICATION_MODE", MODES, "ordered"),
             versions=VersionAttrs.from_env(env),
             replicate_ttl_deletes=env.flag("REPLICATE_TTL_DELETES", True),
-            parking_queue_url=env.text("PARKING_QUEUE_URL", pattern=re.compile(r"^https?://\S+$"),
-                                       expects="the URL of the SQS parking queue"),
+            parking_queue_url=env.text(
+                "PARKING_QUEUE_URL", pattern=re.compile(r"^https?://\S+$"), expects="the URL of the SQS parking queue"
+            ),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
-            tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=_TABLE_RE,
-                                         expects="a DynamoDB table name"),
+            tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=_TABLE_RE, expects="a DynamoDB table name"),
             tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
         )
 

@@ -71,6 +71,5 @@ def older_than(version: Version | None, attrs: VersionAttrs) -> Condition:
         # An unversioned change only beats an unversioned item.
         return Condition("attribute_not_exists(#ts)", {"#ts": attrs.ts}, {})
     values = {":ts": {"N": str(version.ts)}, ":o": {"S": version.origin}}
-    expression = ("attribute_not_exists(#ts) OR #ts < :ts OR "
-                  "(#ts = :ts AND (attribute_not_exists(#o) OR #o < :o))")
+    expression = "attribute_not_exists(#ts) OR #ts < :ts OR (#ts = :ts AND (attribute_not_exists(#o) OR #o < :o))"
     return Condition(expression, names, values)
