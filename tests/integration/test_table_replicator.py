@@ -8,39 +8,18 @@ from __future__ import annotations
 import datetime
 import random
 import time
-from decimal import Decimal
 
 import botocore.credentials
 import pytest
 from moto.sts.models import sts_backends
 
-from ddb_bridge.codec import from_python
 from ddb_bridge.settings import SettingsError
 from harness.faults import Fault, inject
 from harness.lambdas import LocalFunction
 from harness.moto_server import TARGET_ACCOUNT
 from harness.streams import StreamPoller, sqs_on_failure
+from harness.workload import every_type_item
 from harness.world import EXTERNAL_ID, OneWayWorld, one_way_world, scan_all
-
-
-def every_type_item(i: int) -> dict:
-    """An item with every attribute type, binary at several depths, 38-digit numbers."""
-    return from_python(
-        {
-            "pk": f"item#{i}",
-            "n38": Decimal("1234567890123456789012345678901234567") + i,
-            "tiny": Decimal("-1E-37"),
-            "s": "żółć 漢字 🙂",
-            "b": bytes([i % 256]) + b"\x00\xff" * 10,
-            "bool": i % 2 == 0,
-            "null": None,
-            "ss": {"a", "b", str(i)},
-            "ns": {Decimal(1), Decimal("2.5"), Decimal(i)},
-            "bs": {b"\x00", b"\x01\x02", bytes([i % 256, 7])},
-            "m": {"deep": {"bin": b"\xde\xad" + bytes([i % 256]), "l": [b"\x00", {"x": b"\x01"}]}},
-            "l": [1, "two", b"\x03", [b"\x04"]],
-        }
-    )
 
 
 def put(world: OneWayWorld, item: dict) -> None:
