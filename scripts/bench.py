@@ -59,6 +59,7 @@ class WireMeter:
         client.meta.events.register("before-send.dynamodb.*", self)
 
     def __call__(self, request: Any, **_: Any) -> None:
+        """Count one request, if it writes."""
         if request.headers.get("X-Amz-Target", b"").endswith((b"PutItem", b"DeleteItem", b"BatchWriteItem")):
             self.requests += 1
             self.bytes += len(request.body or b"")
