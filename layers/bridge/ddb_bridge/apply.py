@@ -4,6 +4,8 @@
 `lww` mode writes each change with a ConditionExpression so DynamoDB itself refuses anything older
 than what it holds. With a tombstone table, deletes leave a (key, version) memory and puts check it
 in the same transaction, so a late older put cannot resurrect a deleted item (DESIGN.md §4).
+With `echo_markers` (bidirectional), every delete made by replication also leaves an echo marker
+(see `echoes`), reads the exact version it removes, and duplicates are told apart from stale writes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from .changes import Change, Op
 from .codec import MAX_ITEM_BYTES, Image, item_size
+from .echoes import identity, marker_key
 from .errors import PermanentError, RetryableError, classify, error_code
 from .settings import VersionAttrs
 from .versions import Version, older_than, version_of
@@ -36,6 +40,7 @@ class Outcome(StrEnum):
 
     APPLIED = "applied"
     STALE = "stale"
+    DUPLICATE = "duplicate"  # only from TableWriter(echo_markers=True): that very version was already there
 
 
 Result = Outcome | PermanentError | RetryableError
@@ -63,6 +68,10 @@ class Tombstones:
             "origin": {"S": version.origin},
             "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
         }
+
+    def marker(self, key_id: str, ident: str) -> Image:
+        """The echo marker of one item version removed or written by replication (see `echoes`)."""
+        return {**marker_key(key_id, ident), "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)}}
 
     def get(self, client: Any, key_id: str) -> Version | None:
         """The delete version remembered for a key, read consistently; None when there is none."""
@@ -103,7 +112,10 @@ class TableWriter:
         concurrency: int = 16,
         sleep: Callable[[float], None] = time.sleep,
         batch_rounds: int = 8,
+        echo_markers: bool = False,
     ) -> None:
+        if echo_markers and (tombstones is None or mode != "lww"):
+            raise ValueError("echo_markers needs mode='lww' and a tombstone table")
         self.client = client
         self.table = table
         self.mode = mode
@@ -112,7 +124,13 @@ class TableWriter:
         self.concurrency = concurrency
         self.sleep = sleep
         self.batch_rounds = batch_rounds
+        self.echo_markers = echo_markers
         self.requests = 0  # write requests sent (for benchmarks and reports)
+        self._lock = threading.Lock()
+
+    def _count_request(self) -> None:
+        with self._lock:  # writes run on worker threads
+            self.requests += 1
 
     # -- public -------------------------------------------------------------------------------
     def apply(self, changes: Iterable[Change]) -> dict[str, Result]:
@@ -167,7 +185,7 @@ class TableWriter:
 
     def _one_ordered(self, change: Change) -> Result:
         try:
-            self.requests += 1
+            self._count_request()
             if change.op is Op.PUT:
                 self.client.put_item(TableName=self.table, Item=change.item)
             else:
@@ -186,7 +204,7 @@ class TableWriter:
         """BatchWriteItem with UnprocessedItems retried, exponential backoff with full jitter."""
         pending = request_items
         for attempt in range(self.batch_rounds):
-            self.requests += 1
+            self._count_request()
             pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             if not pending:
                 return {}
@@ -214,9 +232,11 @@ class TableWriter:
 
     # -- lww: conditional writes ----------------------------------------------------------------
     def _one_lww(self, change: Change) -> Result:
+        if self.echo_markers:
+            return self._guarded(self._marked_put if change.op is Op.PUT else self._marked_delete, change)
         condition = older_than(change.version, self.attrs)
         try:
-            self.requests += 1
+            self._count_request()
             if self.tombstones is None:
                 if change.op is Op.PUT:
                     self.client.put_item(TableName=self.table, Item=change.item, **condition.kwargs())
@@ -250,6 +270,175 @@ class TableWriter:
             {"Delete": {"TableName": self.table, "Key": change.key, **mine}},
             {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.item(change.key_id, version), **tomb}},
         ]
+
+    # -- lww with echo markers (bidirectional: relay_applier and stream_relay) -----------------------
+    def remember_delete(self, change: Change) -> Result:
+        """Record a local delete (relay): its tombstone, then remove any older item that slipped in.
+
+        A peer's older put can land between the local delete and this tombstone; it is removed here
+        (with an echo marker, so that removal does not travel back).
+        """
+        assert self.tombstones is not None and change.version is not None
+        return self._guarded(self._remember_delete, change)
+
+    def kill_older(self, change: Change) -> Result:
+        """Remove the item if it is older than `change.version`, leaving an echo marker (relay repairs)."""
+        return self._guarded(lambda c: self._kill_older(c.key, c.key_id, c.version), change)
+
+    def _guarded(self, write: Callable[[Change], Result], change: Change) -> Result:
+        try:
+            return write(change)
+        except Exception as exc:  # noqa: BLE001 - classified
+            return classify(exc)
+
+    def _marked_put(self, change: Change) -> Result:
+        assert self.tombstones is not None and change.item is not None
+        items = self._transaction(change)
+        items[1]["Put"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if change.version is None:  # unstamped: nothing to filter the echo on but its content
+            ident = identity(None, change.item)
+            assert ident is not None
+            current = self._read(change.key)
+            if current is not None and version_of(current, self.attrs) is None and identity(None, current) == ident:
+                return Outcome.DUPLICATE  # the same content again: no order to decide by, nothing to write
+            items.append(
+                {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.marker(change.key_id, ident)}}
+            )
+        try:
+            self._count_request()
+            self.client.transact_write_items(TransactItems=items)
+            return Outcome.APPLIED
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons", [])
+            outcome = _transaction_result(exc)
+            if outcome is Outcome.STALE and len(reasons) > 1 and "Item" in reasons[1]:
+                stored = reasons[1]["Item"]
+                same = version_of(stored, self.attrs) == change.version
+                if same and (change.version is not None or identity(None, stored) == identity(None, change.item)):
+                    return Outcome.DUPLICATE
+            return outcome
+
+    def _marked_delete(self, change: Change) -> Result:
+        assert self.tombstones is not None
+        version = change.version or Version(change.approx_ms, "")
+        for _ in range(4):
+            current = self._read(change.key)
+            if current is None:
+                return self._put_tombstone(change.key_id, version)
+            stored = version_of(current, self.attrs)
+            if stored is not None and stored >= version:
+                return Outcome.STALE
+            tomb = older_than(version, TOMBSTONE_ATTRS).kwargs()
+            items = [
+                {"Delete": {"TableName": self.table, "Key": change.key, **self._exactly(stored)}},
+                {
+                    "Put": {
+                        "TableName": self.tombstones.table,
+                        "Item": self.tombstones.item(change.key_id, version),
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        **tomb,
+                    }
+                },
+                self._marker_put(change.key_id, stored, current),
+            ]
+            try:
+                self._count_request()
+                self.client.transact_write_items(TransactItems=items)
+                return Outcome.APPLIED
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":  # a newer or equal tombstone
+                    return self._tombstone_outcome(exc.response["CancellationReasons"][1], version)
+                if reasons and reasons[0] != "ConditionalCheckFailed":
+                    return _transaction_result(exc)
+                # The item changed between the read and the delete: read it again.
+        return RetryableError("DeleteContention", "the item kept changing while it was being deleted")
+
+    def _remember_delete(self, change: Change) -> Result:
+        assert change.version is not None
+        tombstone = self._put_tombstone(change.key_id, change.version)
+        killed = self._kill_older(change.key, change.key_id, change.version)
+        if isinstance(killed, (PermanentError, RetryableError)):
+            return killed
+        return Outcome.APPLIED if Outcome.APPLIED in (tombstone, killed) else tombstone
+
+    def _kill_older(self, key: Image, key_id: str, version: Version | None) -> Result:
+        assert self.tombstones is not None
+        current = self._read(key)
+        if current is None:
+            return Outcome.STALE
+        stored = version_of(current, self.attrs)
+        if version is None or (stored is not None and stored >= version):
+            return Outcome.STALE
+        items = [
+            {"Delete": {"TableName": self.table, "Key": key, **self._exactly(stored)}},
+            self._marker_put(key_id, stored, current),
+        ]
+        try:
+            self._count_request()
+            self.client.transact_write_items(TransactItems=items)
+            return Outcome.APPLIED
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            # Changed meanwhile: that change has its own stream record, which the relay will judge.
+            return _transaction_result(exc)
+
+    def _put_tombstone(self, key_id: str, version: Version) -> Result:
+        assert self.tombstones is not None
+        try:
+            self._count_request()
+            self.client.put_item(
+                TableName=self.tombstones.table,
+                Item=self.tombstones.item(key_id, version),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **older_than(version, TOMBSTONE_ATTRS).kwargs(),
+            )
+            return Outcome.APPLIED
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return self._tombstone_outcome(exc.response, version)
+
+    @staticmethod
+    def _tombstone_outcome(response: dict[str, Any], version: Version) -> Outcome:
+        """A refused tombstone write: the same delete again, or an older one than what is remembered."""
+        existing = version_of(response.get("Item"), TOMBSTONE_ATTRS)
+        return Outcome.DUPLICATE if existing == version else Outcome.STALE
+
+    def _read(self, key: Image) -> Image | None:
+        self._count_request()
+        found = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        return dict(found) if found else None
+
+    def _exactly(self, version: Version | None) -> dict[str, Any]:
+        """Condition: the stored item still has exactly this version (unstamped: still no timestamp)."""
+        if version is None:
+            return {
+                "ConditionExpression": "attribute_not_exists(#ts)",
+                "ExpressionAttributeNames": {"#ts": self.attrs.ts},
+            }
+        if not version.origin:
+            return {
+                "ConditionExpression": "#ts = :ts",
+                "ExpressionAttributeNames": {"#ts": self.attrs.ts},
+                "ExpressionAttributeValues": {":ts": {"N": str(version.ts)}},
+            }
+        return {
+            "ConditionExpression": "#ts = :ts AND #o = :o",
+            "ExpressionAttributeNames": {"#ts": self.attrs.ts, "#o": self.attrs.origin},
+            "ExpressionAttributeValues": {":ts": {"N": str(version.ts)}, ":o": {"S": version.origin}},
+        }
+
+    def _marker_put(self, key_id: str, version: Version | None, image: Image) -> dict[str, Any]:
+        assert self.tombstones is not None
+        ident = identity(version, image)
+        assert ident is not None
+        return {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.marker(key_id, ident)}}
 
     # -- shared -----------------------------------------------------------------------------------
     def _run_parallel(

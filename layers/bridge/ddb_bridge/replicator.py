@@ -87,7 +87,7 @@ def replicate_batch(
         if result is Outcome.APPLIED:
             report.applied += 1
             report.lags_ms.append(max(0, now_ms - change.approx_ms))
-        elif result is Outcome.STALE:
+        elif result is Outcome.STALE or result is Outcome.DUPLICATE:  # DUPLICATE: only with echo_markers
             report.stale += 1
         elif isinstance(result, PermanentError):
             try:

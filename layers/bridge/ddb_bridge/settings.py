@@ -209,3 +209,271 @@ def cached_loader(factory: Callable[[Mapping[str, str]], T]) -> Callable[[], T]:
 
 
 load_replicator_settings = cached_loader(ReplicatorSettings.from_env)
+
+
+# ---- FULL LOAD (issue 3) ------------------------------------------------------------------------------
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_RE = re.compile(r"^[\w!.*'()/-]{1,200}$")
+_FUNCTION_RE = re.compile(r"^[\w-]{1,64}$|^arn:aws(-cn|-us-gov)?:lambda:[a-z0-9-]+:\d{12}:function:[\w-]{1,64}$")
+_SECRET_RE = re.compile(r"^[\w/+=.@:-]{1,2048}$")
+
+
+def _partition(region: str) -> str:
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+@dataclass(frozen=True)
+class PeerKeysSettings:
+    """Where the peer partition's access keys live (roles cannot cross aws <-> aws-cn, DESIGN.md §10).
+
+    The secret or SecureString holds JSON: {"accessKeyId": ..., "secretAccessKey": ..., "sessionToken": ...?}.
+    Read through Powertools parameters with a cache of `max_age_seconds`, so a rotation needs no redeploy.
+    """
+
+    secret_id: str | None
+    parameter_name: str | None
+    max_age_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> PeerKeysSettings | None:
+        """Read PEER_CREDENTIALS_*; None when neither a secret nor a parameter is set."""
+        secret = env.optional(
+            "PEER_CREDENTIALS_SECRET", pattern=_SECRET_RE, expects="a Secrets Manager secret name or ARN"
+        )
+        parameter = env.optional(
+            "PEER_CREDENTIALS_PARAMETER",
+            pattern=_SECRET_RE,
+            expects="an SSM SecureString parameter name such as /ddb-bridge/peer-keys",
+        )
+        if secret and parameter:
+            raise SettingsError("PEER_CREDENTIALS_SECRET and PEER_CREDENTIALS_PARAMETER are exclusive: set one")
+        if not secret and not parameter:
+            return None
+        return cls(secret, parameter, env.integer("PEER_CREDENTIALS_MAX_AGE", 300, minimum=0, maximum=3600))
+
+
+def _peer_for(env: Env, source_region: str, target: TargetSettings) -> PeerKeysSettings | None:
+    """Peer keys, required (and the only way) when the target is in another partition."""
+    peer = PeerKeysSettings.from_env(env)
+    if _partition(source_region) != _partition(target.region):
+        if peer is None:
+            raise SettingsError(
+                f"PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required: the target region "
+                f"{target.region} is in another partition than {source_region}, where roles cannot be assumed"
+            )
+        if target.role_arn:
+            raise SettingsError("TARGET_ROLE_ARN must be empty for a cross-partition target: use peer credentials")
+    return peer
+
+
+@dataclass(frozen=True)
+class FullLoadSettings:
+    """Settings of functions/full_load_control (statemachine/full_load.asl.json)."""
+
+    source_table: str
+    source_region: str
+    target: TargetSettings
+    peer: PeerKeysSettings | None
+    export_bucket: str
+    export_bucket_owner: str | None
+    export_prefix: str
+    peer_bucket: str | None
+    replicator_function: str
+    mapping_uuid: str | None
+    safety_minutes: int
+
+    @property
+    def cross_partition(self) -> bool:
+        """True when the target lives in another partition (aws <-> aws-cn)."""
+        return _partition(self.source_region) != _partition(self.target.region)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> FullLoadSettings:
+        """Read every full_load_control setting; raises SettingsError naming the first bad one."""
+        env = Env(environ)
+        source_region = env.region("AWS_REGION")
+        target = TargetSettings.from_env(env)
+        peer = _peer_for(env, source_region, target)
+        cross = _partition(source_region) != _partition(target.region)
+        peer_bucket = env.optional("PEER_BUCKET_NAME", pattern=_BUCKET_RE, expects="an S3 bucket name")
+        if cross and not peer_bucket:
+            raise SettingsError(
+                "PEER_BUCKET_NAME is required for a cross-partition full load: expected the bucket "
+                f"in {target.region}'s partition that the export files are copied to"
+            )
+        return cls(
+            source_table=env.table("SOURCE_TABLE_NAME"),
+            source_region=source_region,
+            target=target,
+            peer=peer,
+            export_bucket=env.text("EXPORT_BUCKET_NAME", pattern=_BUCKET_RE, expects="an S3 bucket name"),
+            export_bucket_owner=env.optional(
+                "EXPORT_BUCKET_OWNER",
+                pattern=_ACCOUNT_RE,
+                expects="the 12-digit account id that owns the export bucket",
+            ),
+            export_prefix=env.text(
+                "EXPORT_PREFIX",
+                default="ddb-bridge/full-load",
+                pattern=_PREFIX_RE,
+                expects="an S3 key prefix such as ddb-bridge/full-load",
+            ).strip("/"),
+            peer_bucket=peer_bucket,
+            replicator_function=env.text(
+                "REPLICATOR_FUNCTION_NAME", pattern=_FUNCTION_RE, expects="the table_replicator function's name or ARN"
+            ),
+            mapping_uuid=env.optional(
+                "EVENT_SOURCE_MAPPING_UUID",
+                pattern=re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+                expects="the UUID of the replicator's stream event source mapping",
+            ),
+            safety_minutes=env.integer("HANDOVER_SAFETY_MINUTES", 120, minimum=10, maximum=720),
+        )
+
+
+@dataclass(frozen=True)
+class BackfillSettings:
+    """Settings of functions/backfill (statemachine/backfill.asl.json)."""
+
+    source_table: str
+    source_region: str
+    target: TargetSettings
+    peer: PeerKeysSettings | None
+    replication_mode: str
+    versions: VersionAttrs
+    tombstone_table: str | None
+    progress_table: str
+    write_concurrency: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BackfillSettings:
+        """Read every backfill setting; raises SettingsError naming the first bad one."""
+        env = Env(environ)
+        source_region = env.region("AWS_REGION")
+        target = TargetSettings.from_env(env)
+        return cls(
+            source_table=env.table("SOURCE_TABLE_NAME"),
+            source_region=source_region,
+            target=target,
+            peer=_peer_for(env, source_region, target),
+            replication_mode=env.choice("REPLICATION_MODE", MODES, "ordered"),
+            versions=VersionAttrs.from_env(env),
+            tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=_TABLE_RE, expects="a DynamoDB table name"),
+            progress_table=env.table("BACKFILL_PROGRESS_TABLE"),
+            write_concurrency=env.integer("BACKFILL_WRITE_CONCURRENCY", 8, minimum=1, maximum=64),
+        )
+
+
+load_full_load_settings = cached_loader(FullLoadSettings.from_env)
+load_backfill_settings = cached_loader(BackfillSettings.from_env)
+
+
+# ---- BIDIRECTIONAL (issue 4) ----------------------------------------------------------------------------
+_REGION_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_KINESIS_STREAM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_QUEUE_URL_RE = re.compile(r"^https?://\S+$")
+
+
+def _region_tag(env: Env) -> str:
+    """This side's origin tag: what its writers stamp in the origin attribute (default: the region)."""
+    return env.text(
+        "LOCAL_REGION_TAG",
+        default=env.optional("AWS_REGION") or None,
+        pattern=_REGION_TAG_RE,
+        expects="the origin tag this region's writers stamp, such as cn-north-1 (1-64 of A-Z a-z 0-9 _ . : -)",
+    )
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """Settings of functions/stream_relay: local stream -> the peer region's Kinesis stream."""
+
+    region_tag: str
+    table: str
+    tombstone_table: str
+    tombstone_days: int
+    versions: VersionAttrs
+    peer_region: str
+    peer_stream: str
+    peer_keys: PeerKeysSettings | None
+    peer_max_attempts: int
+    https_proxy: str | None
+    replicate_ttl_deletes: bool
+    parking_queue_url: str
+    put_attempts: int
+    compress: bool
+    pack_bytes: int
+    pack_buckets: int
+    write_concurrency: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RelaySettings:
+        """Read every stream_relay setting; raises SettingsError naming the first bad one."""
+        env = Env(environ)
+        local_region = env.region("AWS_REGION")
+        peer_region = env.region("PEER_REGION")
+        peer_keys = PeerKeysSettings.from_env(env)
+        if _partition(local_region) != _partition(peer_region) and peer_keys is None:
+            raise SettingsError(
+                f"PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required: PEER_REGION={peer_region} is in "
+                f"another partition than {local_region}, where roles cannot be assumed"
+            )
+        return cls(
+            region_tag=_region_tag(env),
+            table=env.table("LOCAL_TABLE_NAME"),
+            tombstone_table=env.table("TOMBSTONE_TABLE_NAME"),
+            tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
+            versions=VersionAttrs.from_env(env),
+            peer_region=peer_region,
+            peer_stream=env.text(
+                "PEER_STREAM_NAME", pattern=_KINESIS_STREAM_RE, expects="the peer region's Kinesis stream name"
+            ),
+            peer_keys=peer_keys,
+            peer_max_attempts=env.integer("PEER_MAX_ATTEMPTS", 3, minimum=1, maximum=20),
+            https_proxy=env.optional(
+                "HTTPS_PROXY_URL", pattern=_QUEUE_URL_RE, expects="a proxy URL such as http://proxy.internal:3128"
+            ),
+            replicate_ttl_deletes=env.flag("REPLICATE_TTL_DELETES", True),
+            parking_queue_url=env.text(
+                "PARKING_QUEUE_URL", pattern=_QUEUE_URL_RE, expects="the URL of the SQS parking queue"
+            ),
+            put_attempts=env.integer("RELAY_PUT_ATTEMPTS", 8, minimum=1, maximum=20),
+            compress=env.flag("RELAY_COMPRESS", True),
+            pack_bytes=env.integer("RELAY_PACK_BYTES", 256 * 1024, minimum=1, maximum=4 * 1024 * 1024),
+            pack_buckets=env.integer("RELAY_PACK_BUCKETS", 8, minimum=1, maximum=256),
+            write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
+        )
+
+
+@dataclass(frozen=True)
+class ApplierSettings:
+    """Settings of functions/relay_applier: this region's Kinesis stream -> the local table."""
+
+    region_tag: str
+    table: str
+    tombstone_table: str
+    tombstone_days: int
+    versions: VersionAttrs
+    parking_queue_url: str
+    write_concurrency: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ApplierSettings:
+        """Read every relay_applier setting; raises SettingsError naming the first bad one."""
+        env = Env(environ)
+        return cls(
+            region_tag=_region_tag(env),
+            table=env.table("LOCAL_TABLE_NAME"),
+            tombstone_table=env.table("TOMBSTONE_TABLE_NAME"),
+            tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
+            versions=VersionAttrs.from_env(env),
+            parking_queue_url=env.text(
+                "PARKING_QUEUE_URL", pattern=_QUEUE_URL_RE, expects="the URL of the SQS parking queue"
+            ),
+            write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
+        )
+
+
+load_relay_settings = cached_loader(RelaySettings.from_env)
+load_applier_settings = cached_loader(ApplierSettings.from_env)

@@ -73,3 +73,8 @@ def older_than(version: Version | None, attrs: VersionAttrs) -> Condition:
     values = {":ts": {"N": str(version.ts)}, ":o": {"S": version.origin}}
     expression = "attribute_not_exists(#ts) OR #ts < :ts OR (#ts = :ts AND (attribute_not_exists(#o) OR #o < :o))"
     return Condition(expression, names, values)
+
+
+def rank(version: Version | None) -> tuple[int, int, str]:
+    """Last-writer-wins sort key, with an unversioned change (None) below every version."""
+    return (0, 0, "") if version is None else (1, version.ts, version.origin)

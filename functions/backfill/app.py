@@ -1,0 +1,18 @@
+"""backfill: plans statemachine/backfill.asl.json, copies one bounded slice of a scan segment, sums up."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ddb_bridge.backfill import handle, runtime
+from ddb_bridge.observability import logger, metrics, tracer
+
+runtime()  # cold start: a bad setting fails here, naming the variable and what it expects
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Run one step (`event["action"]`): plan, copy (part of a segment) or summarize."""
+    return handle(event, context)

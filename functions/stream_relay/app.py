@@ -1,0 +1,18 @@
+"""stream_relay: this region's DynamoDB stream -> the peer region's Kinesis stream (bidirectional)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ddb_bridge.observability import logger, metrics, tracer
+from ddb_bridge.relay import handle, runtime
+
+runtime()  # cold start: a bad setting fails here, naming the variable and what it expects
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Relay one stream batch; the response lists the records Lambda must retry, in order."""
+    return handle(event, context)

@@ -1,0 +1,186 @@
+"""Writers that stamp versions the way the field's writers do, and the last-writer-wins oracle they feed.
+
+Every writer stamps `(ts, region)` with ts strictly increasing per item per region (the documented
+limit); regions' clocks may be skewed, so one region can write an item older than what it already
+holds from the other: last-writer-wins says that write loses, and the oracle agrees.
+
+The writers' clocks run `AHEAD_MS` ahead of the wall clock that moto stamps on stream records, so a
+delete's version is exactly `(ts of the item it removed + 1, region)` (DESIGN.md §4: a delete is newer
+than what it removed and no older than the delete itself) and the oracle can compute it from the
+item that `DeleteItem(ReturnValues=ALL_OLD)` returns. A delete that removes nothing is not a change
+(DynamoDB emits no stream record for it), so the oracle ignores it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddb_bridge.settings import VersionAttrs
+from ddb_bridge.versions import Version, rank, version_of
+
+from .world import canonical_key
+
+AHEAD_MS = 60_000
+
+
+def canonical_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item with its sets sorted, so two reads of the same item compare equal."""
+
+    def value(v: dict[str, Any]) -> Any:
+        ((tag, inner),) = v.items()
+        if tag in ("SS", "NS", "BS"):
+            return {tag: sorted(inner)}
+        if tag == "M":
+            return {"M": {k: value(x) for k, x in inner.items()}}
+        if tag == "L":
+            return {"L": [value(x) for x in inner]}
+        return {tag: bytes(inner) if tag == "B" else inner}
+
+    return {name: value(v) for name, v in item.items()}
+
+
+@dataclass
+class Oracle:
+    """Every stamped write per key; the expected final state is each key's highest version."""
+
+    writes: dict[str, list[tuple[Version, dict[str, Any] | None]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, key: str, version: Version, item: dict[str, Any] | None) -> None:
+        """A put (item) or a delete (None) with its version."""
+        with self._lock:
+            self.writes.setdefault(key, []).append((version, item))
+
+    def expected(self) -> dict[str, dict[str, Any]]:
+        """The expected items: each key whose newest write is a put (a delete wins an exact tie)."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, writes in self.writes.items():
+            _, item = max(writes, key=lambda w: (rank(w[0]), w[1] is None))
+            if item is not None:
+                out[key] = canonical_item(item)
+        return out
+
+    def conflicts(self) -> int:
+        """Keys written by both regions (the writes that last-writer-wins had to settle)."""
+        return sum(1 for writes in self.writes.values() if len({v.origin for v, _ in writes}) > 1)
+
+
+@dataclass
+class Clock:
+    """A region's clock for stamping: wall time + AHEAD_MS + skew, strictly increasing per item."""
+
+    skew_ms: int = 0
+    last: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next(self, key: str, at_least: int = 0) -> int:
+        """The next ts for an item."""
+        with self._lock:
+            ts = max(int(time.time() * 1000) + AHEAD_MS + self.skew_ms, self.last.get(key, 0) + 1, at_least)
+            self.last[key] = ts
+            return ts
+
+    def claim(self, key: str, ts: int) -> int:
+        """Use exactly `ts` (a same-millisecond tie), keeping later stamps above it."""
+        with self._lock:
+            self.last[key] = max(self.last.get(key, 0), ts)
+            return ts
+
+    def after_delete(self, key: str, delete_ts: int) -> None:
+        """The item's next write must be newer than its delete."""
+        with self._lock:
+            self.last[key] = max(self.last.get(key, 0), delete_ts)
+
+
+class Writer:
+    """One region's application: puts, updates and deletes with stamps, recorded in the oracle."""
+
+    def __init__(
+        self,
+        ddb: Any,
+        table: str,
+        tag: str,
+        oracle: Oracle,
+        *,
+        clock: Clock | None = None,
+        attrs: VersionAttrs | None = None,
+    ) -> None:
+        self.ddb = ddb
+        self.table = table
+        self.tag = tag
+        self.oracle = oracle
+        self.clock = clock or Clock()
+        self.attrs = attrs or VersionAttrs()
+
+    def _stamp(self, ts: int) -> dict[str, Any]:
+        return {self.attrs.ts: {"N": str(ts)}, self.attrs.origin: {"S": self.tag}}
+
+    def put(self, key: dict[str, Any], body: dict[str, Any], *, ts: int | None = None) -> Version:
+        """Replace the item (key + body), stamped."""
+        canon = canonical_key(key)
+        ts = self.clock.next(canon) if ts is None else self.clock.claim(canon, ts)
+        item = {**body, **key, **self._stamp(ts)}
+        self.ddb.put_item(TableName=self.table, Item=item)
+        version = Version(ts, self.tag)
+        self.oracle.record(canon, version, item)
+        return version
+
+    def update(self, key: dict[str, Any], changes: dict[str, Any], *, ts: int | None = None) -> Version:
+        """SET some attributes (creating the item if absent), stamped; the oracle gets the whole new item."""
+        canon = canonical_key(key)
+        ts = self.clock.next(canon) if ts is None else self.clock.claim(canon, ts)
+        values = {**changes, **self._stamp(ts)}
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        expression = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values)))
+        item = self.ddb.update_item(
+            TableName=self.table,
+            Key=key,
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(values.values())},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        version = Version(ts, self.tag)
+        self.oracle.record(canon, version, item)
+        return version
+
+    def delete(self, key: dict[str, Any]) -> Version | None:
+        """Delete the item; its version is (removed ts + 1, region), or None when nothing was there."""
+        canon = canonical_key(key)
+        old = self.ddb.delete_item(TableName=self.table, Key=key, ReturnValues="ALL_OLD").get("Attributes")
+        if not old:
+            return None
+        removed = version_of(old, self.attrs)
+        now_ms = int(time.time() * 1000)
+        if removed is None:
+            # An unstamped item (moto's first INSERT of an UpdateItem that creates an item is the key
+            # alone, and it replicates as such): the delete's version is the stream time, below every stamp.
+            version = Version(now_ms, self.tag)
+            self.oracle.record(canon, version, None)
+            return version
+        if removed.ts < now_ms:
+            raise AssertionError("the oracle can only version deletes of items stamped ahead of the wall clock")
+        version = Version(removed.ts + 1, self.tag)
+        self.clock.after_delete(canon, version.ts)
+        self.oracle.record(canon, version, None)
+        return version
+
+
+def random_body(rng: random.Random, size: int = 0) -> dict[str, Any]:
+    """An item body of every attribute type (binary nested too), optionally padded to `size` bytes."""
+    body: dict[str, Any] = {
+        "status": {"S": rng.choice(["NEW", "PAID", "SHIPPED", "已发货"])},
+        "qty": {"N": str(rng.randint(-1000, 10**12))},
+        "price": {"N": f"{rng.randint(0, 10**6)}.{rng.randint(1, 99):02d}".rstrip("0")},
+        "blob": {"B": rng.randbytes(rng.randint(1, 24))},
+        "flags": {"SS": sorted({rng.choice("abcdef") for _ in range(3)})},
+        "meta": {"M": {"bin": {"B": rng.randbytes(4)}, "n": {"N": str(rng.randint(0, 9))}, "ok": {"BOOL": True}}},
+        "lines": {"L": [{"S": "x"}, {"N": str(rng.randint(0, 9))}, {"NULL": True}]},
+    }
+    if size:
+        body["pad"] = {"S": "p" * size}
+    return body

@@ -1,0 +1,237 @@
+"""relay_applier's domain: packs from the peer's relay (this region's Kinesis stream) -> the local table.
+
+Delivery is hostile (PutRecords retries reorder, Lambda redelivers after partial failures), so the
+applier decides by version only: each key's newest change in the batch is written with
+last-writer-wins conditions inside DynamoDB, ties broken by origin; deletes leave tombstones (no
+resurrection) and echo markers (no echo); the same version twice is a counted no-op. Any key schema:
+keys come from the changes. A record that cannot be decoded is parked whole, with the reason, and
+the batch goes on; a replay command puts it back through the function (`ddb_bridge.replay`).
+Counters go out as CloudWatch metrics (no hot counter item).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from .apply import Outcome, TableWriter, Tombstones
+from .changes import Change, Op
+from .clients import client_config
+from .codec import MalformedImage, decode_image
+from .errors import PermanentError, RetryableError
+from .observability import MetricUnit, logger, metrics
+from .packs import MalformedPack, Pack, decode
+from .parking import ParkingLot
+from .settings import ApplierSettings, load_applier_settings
+from .versions import rank
+
+
+@dataclass
+class ApplierReport:
+    """What one batch did; logged, sent as metrics, and handed to listeners (harness, demo, bench)."""
+
+    records: int = 0
+    changes: int = 0
+    applied: int = 0
+    stale: int = 0
+    duplicate: int = 0
+    coalesced: int = 0
+    parked: int = 0
+    failed: int = 0
+    write_requests: int = 0
+    lags_ms: list[int] = field(default_factory=list)
+
+
+report_listeners: list[Callable[[ApplierReport], None]] = []
+
+
+class RecordFailed(Exception):
+    """Raised for a record to retry; BatchProcessor turns it into a batch item failure."""
+
+
+def read_pack(record: dict[str, Any], region_tag: str) -> Pack:
+    """The pack inside one Lambda Kinesis record; PermanentError when it is poison."""
+    try:
+        data = base64.b64decode(record["kinesis"]["data"], validate=True)
+        pack = decode(data)
+    except (KeyError, TypeError, binascii.Error, MalformedPack) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise PermanentError("MalformedRecord", f"not a relay pack: {detail}") from exc
+    own = pack.origin == region_tag or any(c.version and c.version.origin == region_tag for c in pack.changes)
+    if own:  # a relay pointed at its own region's stream would loop forever
+        raise PermanentError("OwnOrigin", f"pack from {pack.origin!r} carries changes of this region {region_tag!r}")
+    return pack
+
+
+def changes_of(pack: Pack, record: dict[str, Any]) -> list[Change]:
+    """The pack's changes as the writer takes them (client form: binary as bytes)."""
+    seq = str(record.get("kinesis", {}).get("sequenceNumber", ""))
+    out: list[Change] = []
+    for wire in pack.changes:
+        try:
+            key = decode_image(wire.keys)
+            item = decode_image(wire.image) if wire.image is not None else None
+        except MalformedImage as exc:
+            raise PermanentError("MalformedRecord", f"bad change in pack: {exc}") from exc
+        op = Op.PUT if wire.op == "P" else Op.DELETE
+        out.append(Change(wire.key_id, key, op, item, wire.version, seq, wire.approx_ms, False, record))
+    return out
+
+
+def apply_batch(
+    records: list[dict[str, Any]], *, settings: ApplierSettings, writer: TableWriter, parking: ParkingLot
+) -> tuple[set[int], ApplierReport]:
+    """Apply a batch; returns the ids of the records to report as failed, and the batch report."""
+    report = ApplierReport(records=len(records))
+    best: dict[str, Change] = {}
+    holders: dict[str, list[dict[str, Any]]] = {}
+    failed_records: set[int] = set()
+    parked: set[int] = set()
+
+    for record in records:
+        try:
+            changes = changes_of(read_pack(record, settings.region_tag), record)
+        except PermanentError as error:
+            _park(parking, record, error, report, parked, failed_records)
+            continue
+        for change in changes:
+            report.changes += 1
+            holders.setdefault(change.key_id, []).append(record)
+            current = best.get(change.key_id)
+            order = (rank(change.version), change.op is Op.DELETE)
+            if current is None:
+                best[change.key_id] = change
+                continue
+            current_order = (rank(current.version), current.op is Op.DELETE)
+            if order == current_order:
+                report.duplicate += 1  # delivered twice (Kinesis or a relay retry): nothing more to write
+            else:
+                report.coalesced += 1
+                if order > current_order:
+                    best[change.key_id] = change
+
+    requests_before = writer.requests
+    results = writer.apply(best.values())
+    report.write_requests = writer.requests - requests_before
+    now_ms = int(time.time() * 1000)
+    failed_keys: set[str] = set()
+    for kid, result in results.items():
+        change = best[kid]
+        if result is Outcome.APPLIED:
+            report.applied += 1
+            report.lags_ms.append(max(0, now_ms - change.approx_ms))
+        elif result is Outcome.STALE:
+            report.stale += 1
+        elif result is Outcome.DUPLICATE:
+            report.duplicate += 1
+        elif isinstance(result, PermanentError):
+            _park(parking, change.record, result, report, parked, failed_records)
+        else:
+            failed_keys.add(kid)
+            logger.warning("write failed, will retry", extra={"reason": result.reason, "error": str(result)[:300]})
+    for kid in failed_keys:
+        failed_records.update(id(r) for r in holders[kid])
+    report.failed = len(failed_records)
+    return failed_records, report
+
+
+def _park(
+    parking: ParkingLot,
+    record: dict[str, Any],
+    error: PermanentError,
+    report: ApplierReport,
+    parked: set[int],
+    failed: set[int],
+) -> None:
+    """Park the whole Kinesis record once (replaying it re-applies every change in it: idempotent)."""
+    if id(record) in parked:
+        return
+    try:
+        parking.park(record, reason=error.reason, error=str(error))
+        parked.add(id(record))
+        report.parked += 1
+        logger.warning("record parked", extra={"reason": error.reason, "error": str(error)[:500]})
+    except RetryableError:
+        failed.add(id(record))
+
+
+def _emit(report: ApplierReport) -> None:
+    counts = {
+        "ChangesApplied": report.applied,
+        "ChangesStale": report.stale,
+        "ChangesDuplicate": report.duplicate,
+        "ChangesCoalesced": report.coalesced,
+        "RecordsParked": report.parked,
+        "RecordsRetried": report.failed,
+        "WriteRequests": report.write_requests,
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if report.lags_ms:
+        metrics.add_metric(name="ReplicationLag", unit=MetricUnit.Milliseconds, value=max(report.lags_ms))
+    for listener in report_listeners:
+        listener(report)
+
+
+@dataclass
+class Runtime:
+    """What a warm applier keeps between invocations."""
+
+    settings: ApplierSettings
+    parking: ParkingLot
+    dynamodb: Any
+    tombstones: Tombstones
+
+    def writer(self) -> TableWriter:
+        """The local table's last-writer-wins writer, with tombstones and echo markers."""
+        return TableWriter(
+            self.dynamodb,
+            self.settings.table,
+            mode="lww",
+            attrs=self.settings.versions,
+            tombstones=self.tombstones,
+            concurrency=self.settings.write_concurrency,
+            echo_markers=True,
+        )
+
+
+@cache
+def runtime() -> Runtime:
+    """Settings and clients, built once per cold start; a bad setting fails here with its name."""
+    settings = load_applier_settings()
+    sqs = boto3.client("sqs", config=client_config(max_attempts=5))
+    dynamodb = boto3.client("dynamodb", config=client_config(pool=settings.write_concurrency + 2))
+    return Runtime(
+        settings,
+        ParkingLot(sqs, settings.parking_queue_url, source="relay_applier"),
+        dynamodb,
+        Tombstones(settings.tombstone_table, settings.tombstone_days * 86400),
+    )
+
+
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The whole Lambda invocation: apply, settle each record through BatchProcessor, report."""
+    rt = runtime()
+    records = event.get("Records") or []
+    if not records:
+        return {"batchItemFailures": []}
+    failed, report = apply_batch(records, settings=rt.settings, writer=rt.writer(), parking=rt.parking)
+
+    def settle(record: KinesisStreamRecord) -> None:
+        if id(record.raw_event) in failed:
+            raise RecordFailed("will be applied again")
+
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
+    response = process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+    _emit(report)
+    logger.info("batch applied", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
+    return dict(response)

@@ -1,0 +1,409 @@
+"""stream_relay's domain: this region's stream batch -> packs on the peer region's Kinesis stream.
+
+Per key, the batch is judged against what this region already knew (DESIGN.md §3-6):
+- An INSERT/MODIFY stamped by another origin was written by replication: dropped here, before the
+  border (the template's FilterCriteria drops most of them before Lambda is even invoked).
+- A REMOVE is an echo iff replication left a marker for the exact version it removed (`echoes`):
+  dropped. Any other REMOVE is a local delete and replicates, even of an item the peer wrote last;
+  the relay also records its tombstone here, so a late older put from the peer cannot resurrect it.
+- A TTL delete (`userIdentity.type == "Service"`) follows REPLICATE_TTL_DELETES.
+- Of the remaining local changes of a key, only the newest version crosses (fewer bytes; appliers
+  decide by version anyway). A local put older than a version this region already held (a writer
+  whose clock is behind, or one that does not stamp over a stamped item) lost last-writer-wins: it
+  is not sent, and the newer state is put back locally, so both regions converge.
+Unstamped puts with no stamped history cross as they are (older than any version at the peer).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache, partial
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from .apply import TOMBSTONE_ATTRS, TableWriter, Tombstones
+from .changes import Change, Op, from_stream_record
+from .clients import client_config
+from .codec import Image, decode_image
+from .echoes import identity, marker_key
+from .errors import PermanentError, RetryableError
+from .observability import MetricUnit, logger, metrics
+from .packs import OutRecord, WireChange, build_records
+from .parking import ParkingLot
+from .peer import PeerStream
+from .settings import RelaySettings, load_relay_settings
+from .target_access import PeerKeys
+from .versions import Version, rank, version_of
+
+BATCH_GET_MAX = 100
+
+
+@dataclass
+class RelayReport:
+    """What one batch did; logged, sent as metrics, and handed to listeners (harness, demo, bench)."""
+
+    records: int = 0
+    forwarded: int = 0
+    echoes_dropped: int = 0
+    ttl_skipped: int = 0
+    coalesced: int = 0
+    reverted: int = 0
+    deletes_remembered: int = 0
+    parked: int = 0
+    failed: int = 0
+    kinesis_records: int = 0
+    put_calls: int = 0
+    bytes_sent: int = 0
+    raw_bytes: int = 0
+    put_retries: int = 0
+    credential_refreshes: int = 0
+    lags_ms: list[int] = field(default_factory=list)
+
+
+report_listeners: list[Callable[[RelayReport], None]] = []
+
+
+class RecordFailed(Exception):
+    """Raised for a record to retry; BatchProcessor turns it into a batch item failure."""
+
+
+@dataclass
+class _Key:
+    """Everything the batch says about one item."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[Change] = field(default_factory=list)  # local changes that may cross
+    known: list[tuple[Version, Image]] = field(default_factory=list)  # versions this region held (wire images)
+    deferred: list[tuple[Change, str]] = field(default_factory=list)  # wait for an echo-marker lookup
+
+
+def relay_batch(
+    records: list[dict[str, Any]],
+    *,
+    settings: RelaySettings,
+    peer: PeerStream,
+    writer: TableWriter,
+    parking: ParkingLot,
+) -> tuple[set[int], RelayReport]:
+    """Relay a batch; returns the ids of the records to report as failed, and the batch report."""
+    report = RelayReport(records=len(records))
+    tag = settings.region_tag
+    keys: dict[str, _Key] = {}
+    failed_records: set[int] = set()
+
+    for record in records:
+        try:
+            change = from_stream_record(record, settings.versions, origin=tag)
+        except PermanentError as error:
+            _park_or_retry(parking, record, error, report, failed_records)
+            continue
+        if change.is_ttl and not settings.replicate_ttl_deletes:
+            report.ttl_skipped += 1
+            continue
+        view = keys.setdefault(change.key_id, _Key())
+        view.records.append(record)
+        body = record["dynamodb"]
+        old = body.get("OldImage")
+        old_version = version_of(old, settings.versions)
+        if old_version is not None:
+            view.known.append((old_version, old))
+        if change.op is Op.DELETE:
+            ident = identity(old_version, old)
+            if ident is None:  # no OldImage (KEYS_ONLY stream): cannot be an echo we could recognise
+                view.candidates.append(change)
+            else:
+                view.deferred.append((change, ident))
+        elif change.version is not None and change.version.origin != tag:
+            view.known.append((change.version, body["NewImage"]))
+            report.echoes_dropped += 1
+        elif change.version is None:  # unstamped: an applier put leaves a marker of its content
+            view.deferred.append((change, identity(None, body["NewImage"]) or ""))
+        else:
+            view.candidates.append(change)
+
+    try:
+        found = _lookups(writer, keys)
+    except Exception as exc:  # noqa: BLE001 - the whole batch is retried
+        logger.warning("tombstone lookups failed, batch will be retried", extra={"error": str(exc)[:300]})
+        failed_records.update(id(r) for view in keys.values() for r in view.records)
+        report.failed = len(failed_records)
+        return failed_records, report
+
+    sends: list[tuple[str, Change]] = []
+    actions: list[tuple[str, Callable[[], Any], Change]] = []
+    for kid, view in keys.items():
+        for change, ident in view.deferred:
+            if marker_key(kid, ident)["pk"]["S"] in found:
+                report.echoes_dropped += 1
+            else:
+                view.candidates.append(change)
+        if not view.candidates:
+            continue
+        top = view.candidates[0]
+        for change in view.candidates[1:]:
+            if (rank(change.version), change.op is Op.DELETE) >= (rank(top.version), top.op is Op.DELETE):
+                top = change
+        report.coalesced += len(view.candidates) - 1
+        if top.op is Op.DELETE:
+            sends.append((kid, top))
+            actions.append((kid, partial(writer.remember_delete, top), top))
+            report.deletes_remembered += 1
+            continue
+        tomb_item = found.get(Tombstones.key_of(kid)["pk"]["S"])
+        tomb = version_of(tomb_item, TOMBSTONE_ATTRS)
+        truth = _newer_known(view, tomb, top)
+        if truth is None:
+            sends.append((kid, top))
+            continue
+        report.reverted += 1
+        logger.warning(
+            "a local write lost to a version this region already held: putting the newer state back",
+            extra={"key": kid[:200], "written": str(top.version), "kept": str(truth[0])},
+        )
+        actions.append((kid, _revert_action(writer, top, truth), top))
+
+    failed_keys: set[str] = set()
+    _forward(sends, settings, peer, parking, report, failed_keys, failed_records)
+    _run_local(actions, writer, parking, report, failed_keys, failed_records)
+    for kid in failed_keys:
+        failed_records.update(id(r) for r in keys[kid].records)
+    report.failed = len(failed_records)
+    return failed_records, report
+
+
+def _newer_known(view: _Key, tomb: Version | None, top: Change) -> tuple[Version, Image | None] | None:
+    """The newest state this region held that beats `top` (a local put), or None when `top` is newest.
+
+    A tombstone beats a put of the same version (a delete wins an exact tie).
+    """
+    best: tuple[Version, Image | None] | None = None
+    for version, image in view.known:
+        if rank(version) > rank(top.version) and (best is None or rank(version) > rank(best[0])):
+            best = (version, image)
+    if tomb is not None and rank(tomb) >= rank(top.version) and (best is None or rank(tomb) >= rank(best[0])):
+        best = (tomb, None)
+    return best
+
+
+def _revert_action(writer: TableWriter, top: Change, truth: tuple[Version, Image | None]) -> Callable[[], Any]:
+    version, image = truth
+    if image is None:  # the newest thing held was a delete: remove what the local write put back
+        undo = Change(top.key_id, top.key, Op.DELETE, None, version, top.seq, top.approx_ms, False, top.record)
+        return lambda: writer.kill_older(undo)
+    restore = Change(
+        top.key_id, top.key, Op.PUT, decode_image(image), version, top.seq, top.approx_ms, False, top.record
+    )
+    return lambda: writer.apply([restore])[top.key_id]
+
+
+def _changes(view: _Key) -> list[Change]:
+    return view.candidates + [change for change, _ in view.deferred]
+
+
+def _lookups(writer: TableWriter, keys: dict[str, _Key]) -> dict[str, dict[str, Any]]:
+    """Echo markers and tombstones the batch needs, read consistently in BatchGetItem calls."""
+    assert writer.tombstones is not None
+    wanted: dict[str, dict[str, Any]] = {}
+    for kid, view in keys.items():
+        for _, ident in view.deferred:
+            key = marker_key(kid, ident)
+            wanted[key["pk"]["S"]] = key
+        if any(c.op is Op.PUT and "OldImage" not in c.record["dynamodb"] for c in _changes(view)):
+            # An INSERT may have re-created an item over a newer delete. (A MODIFY cannot: its item
+            # existed, and whatever re-created it came as an INSERT, judged against the tombstone.)
+            key = Tombstones.key_of(kid)
+            wanted[key["pk"]["S"]] = key
+    table = writer.tombstones.table
+    found: dict[str, dict[str, Any]] = {}
+    pending = list(wanted.values())
+    for start in range(0, len(pending), BATCH_GET_MAX):
+        request: dict[str, Any] = {table: {"Keys": pending[start : start + BATCH_GET_MAX], "ConsistentRead": True}}
+        for attempt in range(8):
+            writer.requests += 1
+            response = writer.client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                found[item["pk"]["S"]] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            writer.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+        else:
+            raise RetryableError("UnprocessedKeys", "tombstone lookups still unprocessed after retries")
+    return found
+
+
+def _forward(
+    sends: list[tuple[str, Change]],
+    settings: RelaySettings,
+    peer: PeerStream,
+    parking: ParkingLot,
+    report: RelayReport,
+    failed_keys: set[str],
+    failed_records: set[int],
+) -> None:
+    if not sends:
+        return
+    by_key = dict(sends)
+    wire = [
+        WireChange(
+            kid,
+            change.record["dynamodb"]["Keys"],
+            "D" if change.op is Op.DELETE else "P",
+            change.record["dynamodb"]["NewImage"] if change.op is Op.PUT else None,
+            change.version,
+            change.approx_ms,
+        )
+        for kid, change in sends
+    ]
+    out: list[OutRecord] = build_records(
+        settings.region_tag,
+        wire,
+        compress=settings.compress,
+        pack_bytes=settings.pack_bytes,
+        buckets=settings.pack_buckets,
+    )
+    result = peer.put(out, attempts=settings.put_attempts)
+    now_ms = int(time.time() * 1000)
+    report.kinesis_records += len(result.sent)
+    report.put_calls += result.calls
+    report.bytes_sent += result.bytes_sent
+    report.put_retries += result.retried_records
+    report.credential_refreshes += result.credential_refreshes
+    for index in result.sent:
+        report.raw_bytes += out[index].raw_bytes
+        report.forwarded += len(out[index].key_ids)
+        report.lags_ms.extend(max(0, now_ms - by_key[k].approx_ms) for k in out[index].key_ids)
+    for index, error in result.failed.items():
+        failed_keys.update(out[index].key_ids)
+        logger.warning("PutRecords failed, records will be retried", extra={"reason": error.reason})
+    for index, permanent in result.rejected.items():
+        for kid in out[index].key_ids:
+            _park_or_retry(parking, by_key[kid].record, permanent, report, failed_records)
+
+
+def _run_local(
+    actions: list[tuple[str, Callable[[], Any], Change]],
+    writer: TableWriter,
+    parking: ParkingLot,
+    report: RelayReport,
+    failed_keys: set[str],
+    failed_records: set[int],
+) -> None:
+    """Local tombstones and repairs, concurrently across keys."""
+    if not actions:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(writer.concurrency, len(actions)))) as pool:
+        results = list(pool.map(lambda action: action[1](), actions))
+    for (kid, _, change), result in zip(actions, results, strict=True):
+        if isinstance(result, RetryableError):
+            failed_keys.add(kid)
+            logger.warning("local write failed, will retry", extra={"reason": result.reason})
+        elif isinstance(result, PermanentError):
+            _park_or_retry(parking, change.record, result, report, failed_records)
+
+
+def _park_or_retry(
+    parking: ParkingLot, record: dict[str, Any], error: PermanentError, report: RelayReport, failed: set[int]
+) -> None:
+    try:
+        parking.park(record, reason=error.reason, error=str(error))
+        report.parked += 1
+        logger.warning("record parked", extra={"reason": error.reason, "error": str(error)[:500]})
+    except RetryableError:
+        failed.add(id(record))
+
+
+def _emit(report: RelayReport) -> None:
+    counts = {
+        "ChangesForwarded": report.forwarded,
+        "EchoesDropped": report.echoes_dropped,
+        "TtlDeletesSkipped": report.ttl_skipped,
+        "ChangesCoalesced": report.coalesced,
+        "LocalWritesReverted": report.reverted,
+        "RecordsParked": report.parked,
+        "RecordsRetried": report.failed,
+        "KinesisRecordsPut": report.kinesis_records,
+        "PutRecordsCalls": report.put_calls,
+        "PutRecordsRetriedRecords": report.put_retries,
+        "PeerCredentialRefreshes": report.credential_refreshes,
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    metrics.add_metric(name="BytesToPeer", unit=MetricUnit.Bytes, value=report.bytes_sent)
+    if report.lags_ms:
+        metrics.add_metric(name="RelayLag", unit=MetricUnit.Milliseconds, value=max(report.lags_ms))
+    for listener in report_listeners:
+        listener(report)
+
+
+@dataclass
+class Runtime:
+    """What a warm relay keeps between invocations."""
+
+    settings: RelaySettings
+    parking: ParkingLot
+    peer: PeerStream
+    dynamodb: Any
+    tombstones: Tombstones
+
+    def writer(self) -> TableWriter:
+        """The local table's writer (tombstones, echo markers, repairs)."""
+        return TableWriter(
+            self.dynamodb,
+            self.settings.table,
+            mode="lww",
+            attrs=self.settings.versions,
+            tombstones=self.tombstones,
+            concurrency=self.settings.write_concurrency,
+            echo_markers=True,
+        )
+
+
+@cache
+def runtime() -> Runtime:
+    """Settings and clients, built once per cold start; a bad setting fails here with its name."""
+    settings = load_relay_settings()
+    sqs = boto3.client("sqs", config=client_config(max_attempts=5))
+    dynamodb = boto3.client("dynamodb", config=client_config(pool=settings.write_concurrency + 2))
+    keys = PeerKeys(settings.peer_keys) if settings.peer_keys else None
+    peer = PeerStream(
+        region=settings.peer_region,
+        stream=settings.peer_stream,
+        keys=keys,
+        config=client_config(
+            max_attempts=settings.peer_max_attempts, https_proxy=settings.https_proxy, read_timeout=20.0
+        ),
+    )
+    return Runtime(
+        settings,
+        ParkingLot(sqs, settings.parking_queue_url, source="stream_relay"),
+        peer,
+        dynamodb,
+        Tombstones(settings.tombstone_table, settings.tombstone_days * 86400),
+    )
+
+
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The whole Lambda invocation: relay, settle each record through BatchProcessor, report."""
+    rt = runtime()
+    records = event.get("Records") or []
+    if not records:
+        return {"batchItemFailures": []}
+    failed, report = relay_batch(records, settings=rt.settings, peer=rt.peer, writer=rt.writer(), parking=rt.parking)
+
+    def settle(record: DynamoDBRecord) -> None:
+        if id(record.raw_event) in failed:
+            raise RecordFailed("will be relayed again, in stream order")
+
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+    response = process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+    _emit(report)
+    logger.info("batch relayed", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
+    return dict(response)

@@ -1,0 +1,177 @@
+"""The backfill's pure parts: input, capacity and rate shares, the rate limiter, the conditional writes."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from ddb_bridge.apply import Tombstones
+from ddb_bridge.backfill import (
+    InvalidInput,
+    LiveWriter,
+    RateLimiter,
+    default_segments,
+    parse_input,
+    read_units,
+    segment_rates,
+    table_capacity,
+    write_units,
+)
+from ddb_bridge.changes import from_stream_record
+from ddb_bridge.settings import BackfillSettings, SettingsError, VersionAttrs
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+def test_rate_limiter_keeps_the_rate_after_one_second_of_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock.now, clock.sleep)
+    for _ in range(50):
+        limiter.spend(10)  # 500 units at 100/s: 1 s of burst, then 4 s of waiting
+    assert clock.t - 1000.0 == pytest.approx(4.0)
+    assert limiter.waited == pytest.approx(4.0)
+
+
+def test_rate_limiter_refills_while_work_takes_time() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock.now, clock.sleep)
+    for _ in range(10):
+        clock.t += 0.5  # the work itself takes 0.5 s per 40 units: under the rate
+        limiter.spend(40)
+    assert clock.sleeps == []
+
+
+def test_rate_limiter_without_a_rate_never_waits() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock.now, clock.sleep)
+    limiter.spend(1e9)
+    assert clock.sleeps == []
+
+
+def test_capacity_of_provisioned_and_on_demand_tables() -> None:
+    provisioned = {
+        "BillingModeSummary": {"BillingMode": "PROVISIONED"},
+        "ProvisionedThroughput": {"ReadCapacityUnits": 300, "WriteCapacityUnits": 80},
+    }
+    assert table_capacity(provisioned) == {"read": 300, "write": 80, "basis": "provisioned capacity"}
+    warm = {
+        "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+        "WarmThroughput": {"ReadUnitsPerSecond": 24000, "WriteUnitsPerSecond": 8000, "Status": "ACTIVE"},
+    }
+    assert table_capacity(warm) == {"read": 24000, "write": 8000, "basis": "on-demand warm throughput"}
+    capped = {**warm, "OnDemandThroughput": {"MaxReadRequestUnits": 1000, "MaxWriteRequestUnits": -1}}
+    assert table_capacity(capped)["read"] == 1000 and table_capacity(capped)["write"] == 8000
+    bare = {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}}
+    assert table_capacity(bare) == {"read": 12000, "write": 4000, "basis": "on-demand initial throughput"}
+
+
+def test_segment_rates_share_capacity_and_caps_evenly() -> None:
+    values = {"throughputPercent": 25, "maxReadUnitsPerSecond": None, "maxWriteUnitsPerSecond": None}
+    source, target = {"read": 12000, "write": 4000}, {"read": 12000, "write": 4000}
+    assert segment_rates(values, source, target, 4) == (750.0, 250.0)
+    capped = {**values, "maxWriteUnitsPerSecond": 400, "maxReadUnitsPerSecond": 100}
+    assert segment_rates(capped, source, target, 4) == (25.0, 100.0)
+
+
+def test_default_segments_follow_table_size() -> None:
+    assert default_segments({"TableSizeBytes": 0}) == 1
+    assert default_segments({"TableSizeBytes": 100 * 1024**3}) == 50
+    assert default_segments({"TableSizeBytes": 10 * 1024**4}) == 64
+
+
+def test_capacity_units_of_a_page() -> None:
+    items = [{"pk": {"S": "a" * 1500}}, {"pk": {"S": "b"}}]
+    assert read_units(items, consistent=True) == 1
+    assert read_units(items, consistent=False) == 0.5
+    assert write_units(items, transactional=False) == 3
+    assert write_units(items, transactional=True) == 6
+
+
+def test_parse_input_defaults_and_errors() -> None:
+    values = parse_input({}, "exec-1")
+    assert values["backfillId"] == "exec-1" and values["writeMode"] == "live" and values["consistentRead"] is True
+    assert values["throughputPercent"] == 25 and values["totalSegments"] is None
+    assert parse_input({"totalSegments": "8"}, "e")["totalSegments"] == 8
+    with pytest.raises(InvalidInput, match="pageSize must be from 1 to 10000"):
+        parse_input({"pageSize": 0}, "e")
+    with pytest.raises(InvalidInput, match="must be a whole number"):
+        parse_input({"pageSize": 2.5}, "e")
+    with pytest.raises(InvalidInput, match="JSON object"):
+        parse_input("go", "e")
+
+
+def _writer(mode: str) -> LiveWriter:
+    return LiveWriter(
+        None,
+        "target",
+        ("pk", "sk"),
+        Tombstones("tombs", 0),
+        replication_mode=mode,
+        attrs=VersionAttrs(),
+        concurrency=1,
+        sleep=lambda s: None,
+    )
+
+
+def test_ordered_live_copy_only_fills_holes_that_no_delete_made() -> None:
+    check, put = _writer("ordered").transaction({"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"S": "x"}})
+    assert check["ConditionCheck"]["ConditionExpression"] == "attribute_not_exists(pk)"
+    assert "ExpressionAttributeNames" not in check["ConditionCheck"]
+    assert put["Put"]["ConditionExpression"] == "attribute_not_exists(#k)"
+    assert put["Put"]["ExpressionAttributeNames"] == {"#k": "pk"}
+
+
+def test_lww_live_copy_compares_versions_with_the_item_and_its_tombstone() -> None:
+    item = {
+        "pk": {"S": "a"},
+        "sk": {"N": "1"},
+        "last_update_timestamp": {"N": "42"},
+        "last_updater_region": {"S": "eu-west-1"},
+    }
+    check, put = _writer("lww").transaction(item)
+    for condition in (check["ConditionCheck"], put["Put"]):
+        assert "#ts < :ts" in condition["ConditionExpression"]
+        assert condition["ExpressionAttributeValues"] == {":ts": {"N": "42"}, ":o": {"S": "eu-west-1"}}
+    assert check["ConditionCheck"]["ExpressionAttributeNames"] == {"#ts": "ts", "#o": "origin"}
+    unversioned = _writer("lww").transaction({"pk": {"S": "a"}, "sk": {"N": "1"}})
+    assert unversioned[1]["Put"]["ConditionExpression"] == "attribute_not_exists(#k)"
+
+
+def test_live_copy_checks_the_very_tombstone_the_replicator_writes_for_a_binary_key() -> None:
+    key = {"pk": {"B": b"\x00\xffkey"}, "sk": {"N": "7"}}
+    wire = {"pk": {"B": base64.b64encode(b"\x00\xffkey").decode()}, "sk": {"N": "7"}}
+    record = {
+        "eventName": "REMOVE",
+        "dynamodb": {"Keys": wire, "OldImage": wire, "SequenceNumber": "1", "ApproximateCreationDateTime": 1.0},
+    }
+    change = from_stream_record(record, VersionAttrs())
+    check, _ = _writer("ordered").transaction({**key, "v": {"S": "x"}})
+    assert check["ConditionCheck"]["Key"] == Tombstones("tombs", 0).key_of(change.key_id)
+
+
+def test_backfill_settings_name_the_bad_variable() -> None:
+    env = {
+        "AWS_REGION": "us-east-1",
+        "SOURCE_TABLE_NAME": "orders",
+        "TARGET_TABLE_NAME": "orders",
+        "BACKFILL_PROGRESS_TABLE": "progress",
+    }
+    assert BackfillSettings.from_env(env).write_concurrency == 8
+    with pytest.raises(SettingsError, match="BACKFILL_PROGRESS_TABLE is required"):
+        BackfillSettings.from_env({k: v for k, v in env.items() if k != "BACKFILL_PROGRESS_TABLE"})
+    with pytest.raises(SettingsError, match="PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required"):
+        BackfillSettings.from_env({**env, "TARGET_REGION": "cn-north-1"})
+    with pytest.raises(SettingsError, match="BACKFILL_WRITE_CONCURRENCY"):
+        BackfillSettings.from_env({**env, "BACKFILL_WRITE_CONCURRENCY": "0"})

@@ -1,0 +1,118 @@
+"""The relay's wire format: packs, their limits, and what an applier refuses as poison."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import zlib
+
+import pytest
+
+from ddb_bridge import packs
+from ddb_bridge.keys import key_id
+from ddb_bridge.packs import MalformedPack, WireChange, build_records, calls, decode, encode
+from ddb_bridge.versions import Version
+
+
+def change(i: int, *, size: int = 40, op: str = "P") -> WireChange:
+    keys = {"pk": {"S": f"order#{i}"}, "sk": {"B": base64.b64encode(bytes([i % 256, 0])).decode()}}
+    image = {
+        **keys,
+        "note": {"S": "x" * size},
+        "blob": {"M": {"b": {"B": base64.b64encode(b"\x00\xff" * 4).decode()}}},
+        "last_update_timestamp": {"N": str(1_700_000_000_000 + i)},
+        "last_updater_region": {"S": "cn-north-1"},
+    }
+    return WireChange(
+        key_id(keys), keys, op, image if op == "P" else None, Version(1_700_000_000_000 + i, "cn-north-1"), 5
+    )
+
+
+def test_a_pack_round_trips_and_keeps_lambda_json_as_it_is():
+    # GIVEN a put with binary values (base64 text, as Lambda delivers them) and a delete
+    items = [change(1), change(2, op="D")]
+    for compress in (True, False):
+        # WHEN packed and read back
+        pack = decode(encode("cn-north-1", items, compress=compress))
+        # THEN the changes are identical: binary is still the same base64 text, never encoded twice
+        assert pack.origin == "cn-north-1"
+        assert pack.changes == items
+    assert encode("cn-north-1", items)[:1] == packs.ZLIB_MARK
+    assert json.loads(encode("cn-north-1", items, compress=False))["c"][0]["i"]["sk"] == items[0].keys["sk"]
+
+
+def test_packing_and_compression_cut_bytes_and_records():
+    # GIVEN 200 realistic changes
+    items = [change(i, size=200) for i in range(200)]
+    # WHEN packed, and when sent one plain JSON record per change (the baseline)
+    packed = build_records("cn-north-1", items)
+    plain = build_records("cn-north-1", items, compress=False, pack_bytes=1)
+    # THEN fewer records and far fewer bytes cross, and every change is in exactly one record
+    assert len(plain) == 200 and len(packed) <= 8
+    assert sum(r.size for r in packed) * 3 < sum(r.size for r in plain)
+    assert sorted(k for r in packed for k in r.key_ids) == sorted(c.key_id for c in items)
+
+
+def test_records_stay_under_kinesis_limits_and_calls_under_500_records_and_5_mib():
+    # GIVEN changes that do not compress (random text) and would make packs over 1 MiB
+    rng = random.Random(1)
+    noisy = [
+        WireChange(c.key_id, c.keys, "P", {**c.image, "noise": {"S": rng.randbytes(30_000).hex()}}, c.version, 0)
+        for c in (change(i) for i in range(120))
+        if c.image is not None
+    ]
+    records = build_records("cn-north-1", noisy, pack_bytes=4 * 1024 * 1024, buckets=1)
+    # THEN each record is under 1 MiB (split as needed) and the calls respect both PutRecords limits
+    assert all(r.size <= packs.MAX_RECORD_BYTES for r in records)
+    assert len(records) > 1
+    many = records * 300
+    groups = calls(many)
+    assert sorted(i for g in groups for i in g) == list(range(len(many)))
+    assert all(len(g) <= 500 and sum(many[i].size for i in g) <= 5 * 1024 * 1024 for g in groups)
+
+
+def test_the_partition_key_comes_from_the_item_key():
+    # GIVEN the same item changed in two batches, among others
+    first = build_records("cn-north-1", [change(7)])
+    later = build_records("cn-north-1", [change(7)])
+    # THEN its record gets the same partition key and hash key both times: the key's own hash
+    assert first[0].partition_key == later[0].partition_key
+    assert int(first[0].explicit_hash_key) == int(first[0].partition_key, 16) < 2**128
+    assert first[0].partition_key != build_records("cn-north-1", [change(8)])[0].partition_key
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x01not zlib",
+        zlib.compress(b"{}"),
+        b"not json",
+        json.dumps({"v": 2, "o": "x", "c": []}).encode(),
+        json.dumps({"v": 1, "c": []}).encode(),
+        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "P"}]}).encode(),
+        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "D"}]}).encode(),
+        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "X", "t": 1, "r": "x"}]}).encode(),
+        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "P", "i": {"pk": {"S": "b"}}}]}).encode(),
+        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "P", "i": {"pk": {"B": "!!"}}}]}).encode(),
+        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"BOOL": True}}, "op": "D", "t": 1, "r": "x"}]}).encode(),
+        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "D", "t": "1", "r": "x"}]}).encode(),
+    ],
+    ids=[
+        "bad-zlib",
+        "zlib-without-mark",
+        "not-json",
+        "unknown-version",
+        "no-origin",
+        "put-without-image",
+        "delete-without-version",
+        "unknown-op",
+        "image-without-the-key",
+        "bad-base64",
+        "bad-key-type",
+        "ts-not-a-number",
+    ],
+)
+def test_anything_but_a_valid_pack_is_refused_as_poison(data):
+    with pytest.raises(MalformedPack):
+        decode(data)

@@ -1,0 +1,105 @@
+"""template.yaml's bidirectional resources: what the tests run is what the stack deploys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode
+
+from ddb_bridge.settings import ApplierSettings, RelaySettings
+from harness.bidirectional import relay_filter_patterns, tombstone_table_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def template() -> dict[str, Any]:
+    loaded, problems = decode(str(ROOT / "template.yaml"))
+    assert loaded is not None and not problems, problems
+    return loaded
+
+
+def resolve_sub(value: Any, params: dict[str, Any], names: dict[str, str]) -> str:
+    """Resolve an Fn::Sub of the filter patterns with the parameters' defaults and given names."""
+    if isinstance(value, list):
+        text, variables = value
+        names = {**names, **{k: "cn-north-1" for k in variables}}  # Tag: the region when no tag is given
+    else:
+        text = value
+    for name, param in params.items():
+        text = text.replace("${" + name + "}", str(param.get("Default", "")))
+    for name, replacement in names.items():
+        text = text.replace("${" + name + "}", replacement)
+    return text
+
+
+def test_the_relay_filter_in_the_template_is_the_one_the_tests_apply():
+    t = template()
+    source = t["Resources"]["StreamRelayFunction"]["Properties"]["Events"]["LocalStream"]["Properties"]
+    patterns = [
+        json.loads(resolve_sub(f["Pattern"]["Fn::Sub"], t["Parameters"], {}))
+        for f in source["FilterCriteria"]["Filters"]
+    ]
+    assert patterns == relay_filter_patterns("cn-north-1")
+
+
+def test_the_peer_writer_user_may_only_put_records_on_the_relay_stream():
+    user = template()["Resources"]["PeerWriterUser"]["Properties"]
+    statements = [s for p in user["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert statements == [
+        {
+            "Sid": "PutRecordsOnTheRelayStreamOnly",
+            "Effect": "Allow",
+            "Action": ["kinesis:PutRecords", "kinesis:PutRecord"],
+            "Resource": {"Fn::GetAtt": ["RelayStream", "Arn"]},
+        }
+    ]
+
+
+def test_the_relay_stream_is_encrypted_and_the_tombstone_table_expires():
+    resources = template()["Resources"]
+    stream = resources["RelayStream"]["Properties"]
+    assert stream["StreamEncryption"]["EncryptionType"] == "KMS"
+    assert stream["RetentionPeriodHours"] == {"Ref": "RelayStreamRetentionHours"}
+    spec = tombstone_table_spec()
+    assert spec["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert spec["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+
+
+def test_both_functions_get_every_setting_they_require():
+    resources = template()["Resources"]
+    for name, settings in (("StreamRelayFunction", RelaySettings), ("RelayApplierFunction", ApplierSettings)):
+        fn = resources[name]
+        assert fn["Condition"] == "IsBidirectional"
+        env = {k: "x" for k in fn["Properties"]["Environment"]["Variables"]}
+        required = {"LOCAL_TABLE_NAME", "TOMBSTONE_TABLE_NAME", "PARKING_QUEUE_URL", "LOCAL_REGION_TAG"}
+        if settings is RelaySettings:
+            required |= {"PEER_REGION", "PEER_STREAM_NAME", "PEER_CREDENTIALS_SECRET", "PEER_CREDENTIALS_PARAMETER"}
+        assert required <= set(env), name
+
+
+def test_every_bidirectional_resource_only_exists_in_bidirectional_mode():
+    t = template()
+    conditions = t["Conditions"]
+
+    def bidirectional(condition: str) -> bool:
+        node = conditions[condition]
+        return condition == "IsBidirectional" or any(
+            isinstance(part, dict) and part.get("Condition") == "IsBidirectional" for part in node.get("Fn::And", [])
+        )
+
+    ours = [
+        "RelayStream",
+        "RelayTombstoneTable",
+        "StreamRelayFunction",
+        "RelayApplierFunction",
+        "StreamRelayLogGroup",
+        "RelayApplierLogGroup",
+        "PeerWriterUser",
+        "StreamRelayIteratorAgeAlarm",
+        "RelayApplierIteratorAgeAlarm",
+        "PeerUnreachableAlarm",
+    ]
+    for name in ours:
+        assert bidirectional(t["Resources"][name]["Condition"]), name
