@@ -211,10 +211,10 @@ class LoadWorld:
             "full_load", {"FullLoadControlFunctionArn": arn}, name=f"full-load-{uuid.uuid4().hex[:6]}"
         )
 
-    def watcher(self, replicator: LocalFunction) -> ReplicationWatcher:
+    def watcher(self, replicator: LocalFunction, *, batch_size: int = 100) -> ReplicationWatcher:
         """Delivers the stream to the replicator once the workflow enables the mapping."""
         assert self.mapping_uuid, "create the mapping first"
-        poller = StreamPoller(self.streams, self.stream_arn, replicator.invoke, batch_size=100)
+        poller = StreamPoller(self.streams, self.stream_arn, replicator.invoke, batch_size=batch_size)
         return ReplicationWatcher(self.lambda_, self.mapping_uuid, poller)
 
     # ---- backfill ----------------------------------------------------------------------------------------------

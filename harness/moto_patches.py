@@ -5,14 +5,17 @@ records) before each transaction, and on a cancellation puts the copies in place
 1. The copy has a new stream shard object, while every open shard iterator (and each
    NextShardIterator handed out since) points at the old one: a reader that keeps its iterator, as
    Lambda does, never sees another record of that table after one cancelled transaction.
-2. The copy-and-restore is not isolated: moto serves requests on threads, so a write landing between
-   a transaction's copy and its rollback is erased.
+2. Nothing is isolated: moto serves requests on threads, so a write landing between a transaction's
+   copy and its rollback is erased, and a reader (GetItem, a stream's GetRecords) can see a cancelled
+   transaction's writes before they are undone; a stream reader then skips the next real record,
+   which reuses the phantom's sequence number.
 3. The copy costs O(table) per transaction: 20 ms at a few hundred stream records, 100 ms at a
    thousand, so a benchmark would measure moto's copying rather than the code under test.
 The fix: tables are never replaced. Before a transaction, only the items it names are saved (and
 the length of each stream); a cancelled transaction puts those items back and drops the stream
-records it added, in place. DynamoDB's writes are serialised with one lock, as DynamoDB makes each
-of them atomic. Idempotent; nothing else in moto changes.
+records it added, in place. DynamoDB's writes and reads (tables and streams) are serialised with one
+lock, so each write is atomic and reads see only committed data, as in DynamoDB. Idempotent; nothing
+else in moto changes.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import moto.dynamodb.models as ddb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
-_WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
+_TABLE_CALLS = ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan")
+_STREAM_CALLS = ("describe_stream", "get_shard_iterator", "get_records")
 _LOCK = threading.RLock()
 _MARK = "_ddb_bridge_patched"
 
@@ -113,5 +118,7 @@ def apply() -> None:
         return
     ddb_models.copy = _TablesStayInPlace()  # type: ignore[assignment]
     DynamoDBBackend.transact_write_items = _undoable(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
-    for name in _WRITES:
+    for name in _TABLE_CALLS:
         setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
+    for name in _STREAM_CALLS:
+        setattr(DynamoDBStreamsBackend, name, _serialised(getattr(DynamoDBStreamsBackend, name)))

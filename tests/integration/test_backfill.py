@@ -120,7 +120,7 @@ def test_backfill_beside_live_replication_ends_with_target_equal_to_source(bridg
     traffic = LiveTraffic(world, 120, stamped=stamped)
     result = run(
         machine,
-        {"writeMode": "live", "totalSegments": 3, "pageSize": 10, "callSeconds": 1, "maxWriteUnitsPerSecond": 150},
+        {"writeMode": "live", "totalSegments": 3, "pageSize": 10, "callSeconds": 1, "maxWriteUnitsPerSecond": 100},
         timeout_s=90,
     )
     traffic.stop()
@@ -132,7 +132,7 @@ def test_backfill_beside_live_replication_ends_with_target_equal_to_source(bridg
     assert summary["segmentsDone"] == 3
     assert summary["copied"] + summary["skipped"] == summary["scanned"]
     assert summary["skipped"] > 0  # some keys were already owned by live replication
-    assert sum(traffic.ops.values()) > 50 and traffic.ops["delete"] > 5
+    assert sum(traffic.ops.values()) > 30 and traffic.ops["delete"] > 3  # the source really changed meanwhile
     assert scan_all(world.target, world.target_table) == scan_all(world.source, world.source_table)
 
 

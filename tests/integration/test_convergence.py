@@ -1,8 +1,9 @@
 """Convergence under conflicts: seeded random schedules, two regions, hostile delivery, LWW oracle.
 
 Each schedule (one seed) writes 1-3 items of its own, 3-8 times, from both regions: puts, updates,
-deletes and same-millisecond ties, from clocks skewed by up to 40 ms (so one region sometimes writes
-an item older than what it already holds). Runs of 25 seeds share one of four key schemas (string,
+deletes, same-millisecond ties, and races (two writers of one region whose older stamp lands last),
+from clocks skewed by up to 40 ms (so one region sometimes writes an item older than what it already
+holds). Runs of 25 seeds share one of four key schemas (string,
 string + number, binary, number + binary); the tables are re-created when it changes. Between writes,
 random event sources take a step; delivery drops part of each PutRecords call (the relay retries only
 those: reordering), redelivers Kinesis records late and twice, shuffles batches, duplicates stream
@@ -94,13 +95,18 @@ def run_schedule(world: TwoRegions, seed: int) -> dict[str, Any]:
         side = rng.choice(world.sides)
         writer = writers[side.name]
         key = rng.choice(keys)
-        kind = rng.choices(["put", "update", "delete", "tie"], weights=[35, 25, 25, 15])[0]
+        kind = rng.choices(["put", "update", "delete", "tie", "race"], weights=[30, 20, 25, 15, 10])[0]
         if kind == "put":
             log.append(f"{side.name} put {key} -> {writer.put(key, random_body(rng))}")
         elif kind == "update":
             log.append(f"{side.name} update {key} -> {writer.update(key, {'status': {'S': f'u{rng.randint(0, 99)}'}})}")
         elif kind == "delete":
             log.append(f"{side.name} delete {key} -> {writer.delete(key)}")
+        elif kind == "race":  # two writers of one region: the older stamp lands last (it must lose)
+            canon = canonical_key(key)
+            older, newer = writer.clock.next(canon), writer.clock.next(canon)
+            log.append(f"{side.name} race {key} -> {writer.put(key, random_body(rng), ts=newer)}")
+            log.append(f"{side.name} race {key} -> {writer.put(key, random_body(rng), ts=older)}")
         else:  # the same millisecond in both regions: the origin breaks the tie
             ts = max(w.clock.next(canonical_key(key)) for w in writers.values())
             for name, tie_writer in writers.items():

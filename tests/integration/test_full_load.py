@@ -118,8 +118,9 @@ def test_full_load_exports_imports_and_hands_over_without_losing_a_change(
     world = load_world(TableShape(key_schema=schema, gsi=("group", "S")))
     world.seed([rich_item(i, key_of(schema, i)) for i in range(60)])
     replicator = world.deploy_replicator()
-    world.create_mapping()
-    machine = world.full_load_machine()
+    uuid = world.create_mapping()
+    # (as the template deploys it, the function is told its mapping's UUID; without it, it finds the mapping)
+    machine = world.full_load_machine(**({"EVENT_SOURCE_MAPPING_UUID": uuid} if schema[0][1] == "S" else {}))
     watcher = world.watcher(replicator)
 
     # AND changes keep flowing after the export point T, while the import runs
@@ -287,6 +288,23 @@ def test_full_load_precheck_failure_stops_before_the_export_with_a_fix(bridge: L
         assert bucket_keys(world) == []
     if world.mapping_uuid and case != "event source enabled":
         assert mapping_state(world) == "Disabled"
+
+
+def test_full_load_precheck_checks_the_mapping_the_stack_names(bridge: LambdaBridge) -> None:
+    world = load_world()
+    world.deploy_replicator()
+    world.create_mapping()
+    missing = run(world.full_load_machine(EVENT_SOURCE_MAPPING_UUID="0f0e0d0c-0b0a-4900-8800-112233445566"), {})
+    assert missing["error"] == "FullLoad.PreCheckFailed"
+    assert (
+        "The event source mapping 0f0e0d0c-0b0a-4900-8800-112233445566 (EVENT_SOURCE_MAPPING_UUID) does not "
+        "exist" in missing["cause"]
+    )
+    other = load_world()  # a mapping on another table's stream
+    other.deploy_replicator()
+    wrong = run(world.full_load_machine(EVENT_SOURCE_MAPPING_UUID=other.create_mapping()), {})
+    assert wrong["error"] == "FullLoad.PreCheckFailed"
+    assert f"not the table's current stream {world.stream_arn}" in wrong["cause"]
 
 
 def test_full_load_precheck_lists_every_failure_at_once(bridge: LambdaBridge) -> None:

@@ -19,6 +19,7 @@ from ddb_bridge.backfill import (
     write_units,
 )
 from ddb_bridge.changes import from_stream_record
+from ddb_bridge.codec import item_size
 from ddb_bridge.settings import BackfillSettings, SettingsError, VersionAttrs
 
 
@@ -92,11 +93,12 @@ def test_default_segments_follow_table_size() -> None:
 
 
 def test_capacity_units_of_a_page() -> None:
-    items = [{"pk": {"S": "a" * 1500}}, {"pk": {"S": "b"}}]
-    assert read_units(items, consistent=True) == 1
-    assert read_units(items, consistent=False) == 0.5
-    assert write_units(items, transactional=False) == 3
-    assert write_units(items, transactional=True) == 6
+    sizes = [item_size(i) for i in ({"pk": {"S": "a" * 1500}}, {"pk": {"S": "b"}})]
+    assert sizes == [1502, 3]
+    assert read_units(sizes, consistent=True) == 1
+    assert read_units(sizes, consistent=False) == 0.5
+    assert write_units(sizes, transactional=False) == 3
+    assert write_units(sizes, transactional=True) == 6
 
 
 def test_parse_input_defaults_and_errors() -> None:
@@ -120,7 +122,6 @@ def _writer(mode: str) -> LiveWriter:
         Tombstones("tombs", 0),
         replication_mode=mode,
         attrs=VersionAttrs(),
-        concurrency=1,
         sleep=lambda s: None,
     )
 

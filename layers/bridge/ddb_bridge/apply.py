@@ -79,6 +79,37 @@ class Tombstones:
         return version_of(found, TOMBSTONE_ATTRS)
 
 
+TRANSACT_MAX_ACTIONS = 100
+TRANSACT_MAX_BYTES = 3_500_000  # DynamoDB refuses transactions over 4 MB
+
+
+@dataclass
+class _Plan:
+    """The transaction actions of one change (`kind`: put, delete, or a tombstone for an absent item)."""
+
+    change: Change
+    kind: str
+    items: list[dict[str, Any]]
+    size: int
+
+
+def _groups(plans: list[_Plan]) -> list[list[_Plan]]:
+    """Plans cut into transactions of at most 100 actions and under 4 MB."""
+    groups: list[list[_Plan]] = []
+    current: list[_Plan] = []
+    actions = size = 0
+    for plan in plans:
+        if current and (actions + len(plan.items) > TRANSACT_MAX_ACTIONS or size + plan.size > TRANSACT_MAX_BYTES):
+            groups.append(current)
+            current, actions, size = [], 0, 0
+        current.append(plan)
+        actions += len(plan.items)
+        size += plan.size + 1024
+    if current:
+        groups.append(current)
+    return groups
+
+
 def check_size(change: Change) -> None:
     """Refuse, as a permanent error, an item DynamoDB would reject for size."""
     if change.item is not None:
@@ -145,6 +176,8 @@ class TableWriter:
                 results[change.key_id] = exc
         if self.mode == "ordered":
             self._ordered(valid, results)
+        elif self.echo_markers:
+            self._marked(valid, results)
         else:
             self._run_parallel(valid, self._one_lww, results)
         return results
@@ -232,8 +265,6 @@ class TableWriter:
 
     # -- lww: conditional writes ----------------------------------------------------------------
     def _one_lww(self, change: Change) -> Result:
-        if self.echo_markers:
-            return self._guarded(self._marked_put if change.op is Op.PUT else self._marked_delete, change)
         condition = older_than(change.version, self.attrs)
         try:
             self._count_request()
@@ -291,72 +322,147 @@ class TableWriter:
         except Exception as exc:  # noqa: BLE001 - classified
             return classify(exc)
 
-    def _marked_put(self, change: Change) -> Result:
-        assert self.tombstones is not None and change.item is not None
-        items = self._transaction(change)
-        items[1]["Put"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        if change.version is None:  # unstamped: nothing to filter the echo on but its content
-            ident = identity(None, change.item)
-            assert ident is not None
-            current = self._read(change.key)
-            if current is not None and version_of(current, self.attrs) is None and identity(None, current) == ident:
-                return Outcome.DUPLICATE  # the same content again: no order to decide by, nothing to write
-            items.append(
-                {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.marker(change.key_id, ident)}}
-            )
+    def _marked(self, changes: list[Change], results: dict[str, Result]) -> None:
+        """Many changes per TransactWriteItems (up to 100 actions, under 4 MB), concurrently.
+
+        A cancelled transaction names the action that failed: that change gets its outcome (stale,
+        duplicate, an item changed since it was read), the others go again in the next round.
+        """
+        pending = changes
+        for attempt in range(self.batch_rounds):
+            if not pending:
+                return
+            if attempt:
+                self.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+            try:
+                current = self._read_many([c for c in pending if c.op is Op.DELETE or c.version is None])
+            except Exception as exc:  # noqa: BLE001 - classified
+                error = classify(exc)
+                results.update(dict.fromkeys((c.key_id for c in pending), error))
+                return
+            plans: list[_Plan] = []
+            for change in pending:
+                planned = self._plan(change, current.get(change.key_id))
+                if isinstance(planned, _Plan):
+                    plans.append(planned)
+                else:
+                    results[change.key_id] = planned
+            again: list[Change] = []
+            groups = _groups(plans)
+            workers = max(1, min(self.concurrency, len(groups)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for outcome in pool.map(self._send_group, groups):
+                    for change, result in outcome:
+                        if result is None:
+                            again.append(change)
+                        else:
+                            results[change.key_id] = result
+            pending = again
+        for change in pending:
+            results[change.key_id] = RetryableError("TransactionRetries", "still cancelled after every round")
+
+    def _plan(self, change: Change, current: Image | None) -> _Plan | Result:
+        """The transaction actions of one change, or its outcome when nothing needs writing."""
+        assert self.tombstones is not None
+        if change.op is Op.PUT:
+            assert change.item is not None
+            items = self._transaction(change)
+            items[1]["Put"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+            if change.version is None:  # unstamped: nothing to filter the echo on but its content
+                ident = identity(None, change.item)
+                assert ident is not None
+                if current is not None and version_of(current, self.attrs) is None and identity(None, current) == ident:
+                    return Outcome.DUPLICATE  # the same content again: no order to decide by, nothing to write
+                items.append(
+                    {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.marker(change.key_id, ident)}}
+                )
+            return _Plan(change, "put", items, item_size(change.item))
+        version = change.version or Version(change.approx_ms, "")
+        tombstone = {
+            "Put": {
+                "TableName": self.tombstones.table,
+                "Item": self.tombstones.item(change.key_id, version),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **older_than(version, TOMBSTONE_ATTRS).kwargs(),
+            }
+        }
+        if current is None:
+            return _Plan(change, "tombstone", [tombstone], 0)
+        stored = version_of(current, self.attrs)
+        if stored is not None and stored > version:  # a delete wins an exact tie with a put
+            return Outcome.STALE
+        delete = {"Delete": {"TableName": self.table, "Key": change.key, **self._exactly(stored)}}
+        return _Plan(change, "delete", [delete, tombstone, self._marker_put(change.key_id, stored, current)], 0)
+
+    def _send_group(self, group: list[_Plan]) -> list[tuple[Change, Result | None]]:
+        """One transaction; each change's outcome, or None to send it again."""
         try:
             self._count_request()
-            self.client.transact_write_items(TransactItems=items)
-            return Outcome.APPLIED
+            self.client.transact_write_items(TransactItems=[item for plan in group for item in plan.items])
+            return [(plan.change, Outcome.APPLIED) for plan in group]
         except ClientError as exc:
             if error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons", [])
-            outcome = _transaction_result(exc)
-            if outcome is Outcome.STALE and len(reasons) > 1 and "Item" in reasons[1]:
-                stored = reasons[1]["Item"]
-                same = version_of(stored, self.attrs) == change.version
-                if same and (change.version is not None or identity(None, stored) == identity(None, change.item)):
-                    return Outcome.DUPLICATE
-            return outcome
+                error = classify(exc)
+                return [(plan.change, None if isinstance(error, RetryableError) else error) for plan in group]
+            reasons = exc.response.get("CancellationReasons") or []
+        except Exception as exc:  # noqa: BLE001 - classified
+            error = classify(exc)
+            return [(plan.change, None if isinstance(error, RetryableError) else error) for plan in group]
+        out: list[tuple[Change, Result | None]] = []
+        position = 0
+        for plan in group:
+            mine = reasons[position : position + len(plan.items)]
+            position += len(plan.items)
+            out.append((plan.change, self._judge(plan, mine)))
+        return out
 
-    def _marked_delete(self, change: Change) -> Result:
-        assert self.tombstones is not None
-        version = change.version or Version(change.approx_ms, "")
-        for _ in range(4):
-            current = self._read(change.key)
-            if current is None:
-                return self._put_tombstone(change.key_id, version)
-            stored = version_of(current, self.attrs)
-            if stored is not None and stored >= version:
-                return Outcome.STALE
-            tomb = older_than(version, TOMBSTONE_ATTRS).kwargs()
-            items = [
-                {"Delete": {"TableName": self.table, "Key": change.key, **self._exactly(stored)}},
-                {
-                    "Put": {
-                        "TableName": self.tombstones.table,
-                        "Item": self.tombstones.item(change.key_id, version),
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        **tomb,
-                    }
-                },
-                self._marker_put(change.key_id, stored, current),
-            ]
-            try:
+    def _judge(self, plan: _Plan, reasons: list[dict[str, Any]]) -> Result | None:
+        """What a cancelled transaction says of one change: its outcome, or None (send it again)."""
+        codes = [r.get("Code", "None") for r in reasons]
+        if len(codes) != len(plan.items) or all(code == "None" for code in codes):
+            return None  # cancelled because of another change in the transaction
+        if "ValidationError" in codes:
+            message = next(r.get("Message", "") for r in reasons if r.get("Code") == "ValidationError")
+            return PermanentError("ValidationException", f"transaction refused the change: {message}")
+        if any(code not in ("None", "ConditionalCheckFailed") for code in codes):
+            return None  # TransactionConflict, throttling...: again, after a pause
+        if plan.kind == "put":
+            if codes[0] == "ConditionalCheckFailed":
+                return Outcome.STALE  # a tombstone at least as new
+            stored = reasons[1].get("Item")
+            same = version_of(stored, self.attrs) == plan.change.version
+            unstamped_same = plan.change.version is not None or identity(None, stored) == identity(
+                None, plan.change.item
+            )
+            return Outcome.DUPLICATE if stored is not None and same and unstamped_same else Outcome.STALE
+        tombstone_reason = reasons[0] if plan.kind == "tombstone" else reasons[1]
+        if tombstone_reason.get("Code") == "ConditionalCheckFailed":
+            version = plan.change.version or Version(plan.change.approx_ms, "")
+            return self._tombstone_outcome(tombstone_reason, version)
+        return None  # the item changed between the read and the delete: read it again
+
+    def _read_many(self, changes: list[Change]) -> dict[str, Image | None]:
+        """The current items of these keys (consistent BatchGetItem), by key id."""
+        wanted = {_canonical(c.key): c for c in changes}
+        found: dict[str, Image | None] = {c.key_id: None for c in changes}
+        keys = [c.key for c in wanted.values()]
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            for attempt in range(self.batch_rounds):
                 self._count_request()
-                self.client.transact_write_items(TransactItems=items)
-                return Outcome.APPLIED
-            except ClientError as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":  # a newer or equal tombstone
-                    return self._tombstone_outcome(exc.response["CancellationReasons"][1], version)
-                if reasons and reasons[0] != "ConditionalCheckFailed":
-                    return _transaction_result(exc)
-                # The item changed between the read and the delete: read it again.
-        return RetryableError("DeleteContention", "the item kept changing while it was being deleted")
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    names = tuple(next(iter(wanted.values())).key)
+                    change = wanted.get(_canonical({n: item[n] for n in names}))
+                    if change is not None:
+                        found[change.key_id] = dict(item)
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+            else:
+                raise RetryableError("UnprocessedKeys", "reads still unprocessed after retries")
+        return found
 
     def _remember_delete(self, change: Change) -> Result:
         assert change.version is not None
@@ -372,7 +478,7 @@ class TableWriter:
         if current is None:
             return Outcome.STALE
         stored = version_of(current, self.attrs)
-        if version is None or (stored is not None and stored >= version):
+        if version is None or (stored is not None and stored > version):  # a delete wins an exact tie
             return Outcome.STALE
         items = [
             {"Delete": {"TableName": self.table, "Key": key, **self._exactly(stored)}},

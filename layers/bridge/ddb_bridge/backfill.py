@@ -34,8 +34,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from .apply import TOMBSTONE_ATTRS, Outcome, TableWriter, Tombstones, _transaction_result
-from .changes import Change, Op
+from .apply import BATCH_WRITE_MAX, TOMBSTONE_ATTRS, Outcome, TableWriter, Tombstones, _transaction_result
 from .clients import client_config
 from .codec import Image, decode_image, encode_image, item_size
 from .errors import PermanentError, RetryableError, classify, error_code, is_credential_error
@@ -421,15 +420,15 @@ class RateLimiter:
             self.sleep(pause)
 
 
-def read_units(items: list[Image], consistent: bool) -> float:
-    """Read units of a Scan page: 4 KB each, half for eventually consistent reads."""
-    units = math.ceil(sum(item_size(i) for i in items) / 4096)
+def read_units(sizes: list[int], consistent: bool) -> float:
+    """Read units of a Scan page of items of these sizes: 4 KB each, half for eventually consistent reads."""
+    units = math.ceil(sum(sizes) / 4096)
     return units if consistent else units / 2
 
 
-def write_units(items: list[Image], transactional: bool) -> int:
-    """Write units of putting the items: 1 KB each, twice for transactions."""
-    units = sum(math.ceil(max(1, item_size(i)) / 1024) for i in items)
+def write_units(sizes: list[int], transactional: bool) -> int:
+    """Write units of putting items of these sizes: 1 KB each, twice for transactions."""
+    units = sum(math.ceil(max(1, size) / 1024) for size in sizes)
     return units * 2 if transactional else units
 
 
@@ -449,40 +448,49 @@ class Written:
 
 
 class OverwriteWriter:
-    """BatchWriteItem through `apply.TableWriter` (25 per request, UnprocessedItems backed off and retried)."""
+    """BatchWriteItem, 25 items per request, concurrently, through `apply.TableWriter._batch_write`.
+
+    That call retries UnprocessedItems with exponential backoff and full jitter; what is still left, or a
+    throttled request, is sent again in the next round after another backoff.
+    """
 
     def __init__(
         self,
         client: Any,
         table: str,
-        key_names: tuple[str, ...],
         attrs: VersionAttrs,
         *,
-        concurrency: int,
+        pool: ThreadPoolExecutor,
         sleep: Callable[[float], None],
         rounds: int = _WRITE_ATTEMPTS,
     ) -> None:
-        self.writer = TableWriter(client, table, mode="ordered", attrs=attrs, concurrency=concurrency, sleep=sleep)
-        self.key_names = key_names
+        self.writer = TableWriter(client, table, mode="ordered", attrs=attrs, sleep=sleep)
+        self.table = table
+        self.pool = pool
         self.sleep = sleep
         self.rounds = rounds
 
+    def _send(self, requests: list[Json]) -> tuple[list[Json], PermanentError | RetryableError | None]:
+        try:
+            return self.writer._batch_write({self.table: requests}).get(self.table, []), None
+        except Exception as exc:  # noqa: BLE001 - classified: retried next round, or fails the call
+            return requests, classify(exc)
+
     def write(self, items: list[Image]) -> Written:
-        """Write every item; RetryableError if some stay unprocessed, PermanentError for an item DynamoDB refuses."""
-        pending = [_change(item, self.key_names) for item in items]
+        """Write every item; RetryableError if some stay unprocessed, PermanentError when DynamoDB refuses one."""
+        pending: list[Json] = [{"PutRequest": {"Item": item}} for item in items]
         done = Written()
         before = self.writer.requests
         for attempt in range(self.rounds):
-            results = self.writer.apply(pending)
-            for change in pending:
-                result = results[change.key_id]
-                if isinstance(result, PermanentError):
-                    raise PermanentError(
-                        result.reason, f"item {change.key_id} cannot be written to the target: {result}"
-                    )
-            retry = [c for c in pending if isinstance(results[c.key_id], RetryableError)]
-            done.copied += len(pending) - len(retry)
-            pending = retry
+            chunks = [pending[i : i + BATCH_WRITE_MAX] for i in range(0, len(pending), BATCH_WRITE_MAX)]
+            left: list[Json] = []
+            for unprocessed, error in self.pool.map(self._send, chunks):
+                if isinstance(error, PermanentError):
+                    key = json.dumps(encode_image(unprocessed[0]["PutRequest"]["Item"]))[:200]
+                    raise PermanentError(error.reason, f"the target refuses items (first: {key}): {error}")
+                left.extend(unprocessed)
+            done.copied += len(pending) - len(left)
+            pending = left
             if not pending:
                 break
             done.retries += len(pending)
@@ -494,11 +502,6 @@ class OverwriteWriter:
                 f"{len(pending)} items still unprocessed after {self.rounds} rounds of BatchWriteItem",
             )
         return done
-
-
-def _change(item: Image, key_names: tuple[str, ...]) -> Change:
-    key = {name: item[name] for name in key_names}
-    return Change(key_id(encode_image(key)), key, Op.PUT, item, None, "", 0, False, {})
 
 
 class LiveWriter:
@@ -513,7 +516,7 @@ class LiveWriter:
         *,
         replication_mode: str,
         attrs: VersionAttrs,
-        concurrency: int,
+        pool: ThreadPoolExecutor | None = None,
         sleep: Callable[[float], None],
         attempts: int = _WRITE_ATTEMPTS,
     ) -> None:
@@ -523,7 +526,7 @@ class LiveWriter:
         self.tombstones = tombstones
         self.replication_mode = replication_mode
         self.attrs = attrs
-        self.concurrency = concurrency
+        self.pool = pool
         self.sleep = sleep
         self.attempts = attempts
 
@@ -567,28 +570,27 @@ class LiveWriter:
         """Copy what may be copied, skip what live replication owns; RetryableError when conflicts persist."""
         done = Written()
         pending = items
-        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(items)))) as pool:
-            for attempt in range(self.attempts):
-                results = list(pool.map(self._one, pending))
-                done.requests += len(pending)
-                retry = []
-                for item, result in zip(pending, results, strict=True):
-                    if result is Outcome.APPLIED:
-                        done.copied += 1
-                    elif isinstance(result, Outcome):
-                        done.skipped += 1  # a newer live write, or a live delete: replication owns this key
-                    elif isinstance(result, PermanentError):
-                        raise PermanentError(
-                            result.reason,
-                            f"item {json.dumps(encode_image(item))[:300]} cannot be written to the target: {result}",
-                        )
-                    else:
-                        retry.append(item)  # throttled, or a transaction conflict with a live write
-                pending = retry
-                if not pending:
-                    return done
-                done.retries += len(pending)
-                self.sleep(_backoff(attempt + 3))
+        for attempt in range(self.attempts):
+            results = list(self.pool.map(self._one, pending)) if self.pool else [self._one(i) for i in pending]
+            done.requests += len(pending)
+            retry = []
+            for item, result in zip(pending, results, strict=True):
+                if result is Outcome.APPLIED:
+                    done.copied += 1
+                elif isinstance(result, Outcome):
+                    done.skipped += 1  # a newer live write, or a live delete: replication owns this key
+                elif isinstance(result, PermanentError):
+                    raise PermanentError(
+                        result.reason,
+                        f"item {json.dumps(encode_image(item))[:300]} cannot be written to the target: {result}",
+                    )
+                else:
+                    retry.append(item)  # throttled, or a transaction conflict with a live write
+            pending = retry
+            if not pending:
+                return done
+            done.retries += len(pending)
+            self.sleep(_backoff(attempt + 3))
         raise RetryableError(
             "TransactionsFailing", f"{len(pending)} items still conflicting or throttled after {self.attempts} attempts"
         )
@@ -661,6 +663,7 @@ def copy_segment(
     )
     out = {**state, **progress.as_json(), "calls": calls}
     out["secondsThisCall"] = round(clients.now() - started, 3)
+    out["writeRequests"] = int(state.get("writeRequests", 0)) + progress.requests
     return out
 
 
@@ -678,28 +681,38 @@ def _copy_pages(
     key_names = tuple(k["AttributeName"] for k in desc["KeySchema"])
     target = clients.target.client("dynamodb", pool=settings.write_concurrency + 2)
     live = state["writeMode"] == "live"
-    writer: OverwriteWriter | LiveWriter
-    if live:
-        assert settings.tombstone_table, "plan refuses live mode without a tombstone table"
-        writer = LiveWriter(
-            target,
-            settings.target.table,
-            key_names,
-            Tombstones(settings.tombstone_table, 0),
-            replication_mode=settings.replication_mode,
-            attrs=settings.versions,
-            concurrency=settings.write_concurrency,
-            sleep=clients.sleep,
-        )
-    else:
-        writer = OverwriteWriter(
-            target,
-            settings.target.table,
-            key_names,
-            settings.versions,
-            concurrency=settings.write_concurrency,
-            sleep=clients.sleep,
-        )
+    with ThreadPoolExecutor(max_workers=settings.write_concurrency) as pool:
+        writer: OverwriteWriter | LiveWriter
+        if live:
+            assert settings.tombstone_table, "plan refuses live mode without a tombstone table"
+            tombstones = Tombstones(settings.tombstone_table, 0)
+            writer = LiveWriter(
+                target,
+                settings.target.table,
+                key_names,
+                tombstones,
+                pool=pool,
+                replication_mode=settings.replication_mode,
+                attrs=settings.versions,
+                sleep=clients.sleep,
+            )
+        else:
+            writer = OverwriteWriter(target, settings.target.table, settings.versions, pool=pool, sleep=clients.sleep)
+        _copy_loop(state, settings, clients, store, owner, progress, started, budget_seconds, writer)
+
+
+def _copy_loop(
+    state: Json,
+    settings: BackfillSettings,
+    clients: BackfillClients,
+    store: ProgressStore,
+    owner: str,
+    progress: _Progress,
+    started: float,
+    budget_seconds: float,
+    writer: OverwriteWriter | LiveWriter,
+) -> None:
+    live = isinstance(writer, LiveWriter)
     reads = RateLimiter(float(state.get("readUnitsPerSecond") or 0), clients.now, clients.sleep)
     writes = RateLimiter(float(state.get("writeUnitsPerSecond") or 0), clients.now, clients.sleep)
     scan: Json = {
@@ -716,13 +729,15 @@ def _copy_pages(
             scan["ExclusiveStartKey"] = decode_image(progress.last_key)
         page = clients.source.scan(**scan)
         items = page.get("Items", [])
-        reads.spend(read_units(items, scan["ConsistentRead"]))
+        sizes = [item_size(i) for i in items]
+        reads.spend(read_units(sizes, scan["ConsistentRead"]))
         written = writer.write(items) if items else Written()
-        writes.spend(write_units(items, transactional=live))
+        writes.spend(write_units(sizes, transactional=live))
         lek = page.get("LastEvaluatedKey")
         progress.copied += written.copied
         progress.skipped += written.skipped
         progress.retries += written.retries
+        progress.requests += written.requests
         progress.scanned += len(items)
         progress.pages += 1
         progress.last_key = encode_image(lek) if lek else None
@@ -751,6 +766,7 @@ def summarize(event: Json, clients: BackfillClients) -> Json:
         "skipped": skipped,
         "scanned": sum(int(r.get("scanned", 0)) for r in results),
         "calls": sum(int(r.get("calls", 0)) for r in results),
+        "writeRequests": sum(int(r.get("writeRequests", 0)) for r in results),
         "seconds": round(seconds, 3),
         "itemsPerSecond": round((copied + skipped) / seconds, 1),
         "perSegment": [

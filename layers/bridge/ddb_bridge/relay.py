@@ -74,14 +74,30 @@ class RecordFailed(Exception):
     """Raised for a record to retry; BatchProcessor turns it into a batch item failure."""
 
 
+@dataclass(frozen=True)
+class _State:
+    """A version of an item this region held: a put (with its Lambda-JSON image) or a delete."""
+
+    version: Version | None
+    image: Image | None  # None for a delete
+    change: Change | None = None  # set when it is a local change that may cross
+
+    @property
+    def order(self) -> tuple[tuple[int, int, str], bool]:
+        """Last-writer-wins order; a delete wins an exact tie."""
+        return rank(self.version), self.image is None
+
+
 @dataclass
 class _Key:
     """Everything the batch says about one item."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
-    candidates: list[Change] = field(default_factory=list)  # local changes that may cross
-    known: list[tuple[Version, Image]] = field(default_factory=list)  # versions this region held (wire images)
-    deferred: list[tuple[Change, str]] = field(default_factory=list)  # wait for an echo-marker lookup
+    candidates: list[_State] = field(default_factory=list)  # local changes that may cross
+    known: list[_State] = field(default_factory=list)  # versions this region held otherwise
+    deferred: list[tuple[_State, str]] = field(default_factory=list)  # wait for an echo-marker lookup
+    final: _State | None = None  # the item after the key's last record (a put), else None
+    inserted: bool = False  # some record created the item (INSERT): check the tombstone
 
 
 def relay_batch(
@@ -94,39 +110,17 @@ def relay_batch(
 ) -> tuple[set[int], RelayReport]:
     """Relay a batch; returns the ids of the records to report as failed, and the batch report."""
     report = RelayReport(records=len(records))
-    tag = settings.region_tag
     keys: dict[str, _Key] = {}
     failed_records: set[int] = set()
-
     for record in records:
         try:
-            change = from_stream_record(record, settings.versions, origin=tag)
+            change = from_stream_record(record, settings.versions, origin=settings.region_tag)
         except PermanentError as error:
             _park_or_retry(parking, record, error, report, failed_records)
             continue
-        if change.is_ttl and not settings.replicate_ttl_deletes:
-            report.ttl_skipped += 1
-            continue
         view = keys.setdefault(change.key_id, _Key())
         view.records.append(record)
-        body = record["dynamodb"]
-        old = body.get("OldImage")
-        old_version = version_of(old, settings.versions)
-        if old_version is not None:
-            view.known.append((old_version, old))
-        if change.op is Op.DELETE:
-            ident = identity(old_version, old)
-            if ident is None:  # no OldImage (KEYS_ONLY stream): cannot be an echo we could recognise
-                view.candidates.append(change)
-            else:
-                view.deferred.append((change, ident))
-        elif change.version is not None and change.version.origin != tag:
-            view.known.append((change.version, body["NewImage"]))
-            report.echoes_dropped += 1
-        elif change.version is None:  # unstamped: an applier put leaves a marker of its content
-            view.deferred.append((change, identity(None, body["NewImage"]) or ""))
-        else:
-            view.candidates.append(change)
+        _classify(change, record, view, settings, report)
 
     try:
         found = _lookups(writer, keys)
@@ -139,35 +133,15 @@ def relay_batch(
     sends: list[tuple[str, Change]] = []
     actions: list[tuple[str, Callable[[], Any], Change]] = []
     for kid, view in keys.items():
-        for change, ident in view.deferred:
+        for state, ident in view.deferred:
             if marker_key(kid, ident)["pk"]["S"] in found:
-                report.echoes_dropped += 1
+                report.echoes_dropped += 1  # written or removed by replication
             else:
-                view.candidates.append(change)
-        if not view.candidates:
-            continue
-        top = view.candidates[0]
-        for change in view.candidates[1:]:
-            if (rank(change.version), change.op is Op.DELETE) >= (rank(top.version), top.op is Op.DELETE):
-                top = change
-        report.coalesced += len(view.candidates) - 1
-        if top.op is Op.DELETE:
-            sends.append((kid, top))
-            actions.append((kid, partial(writer.remember_delete, top), top))
-            report.deletes_remembered += 1
-            continue
-        tomb_item = found.get(Tombstones.key_of(kid)["pk"]["S"])
-        tomb = version_of(tomb_item, TOMBSTONE_ATTRS)
-        truth = _newer_known(view, tomb, top)
-        if truth is None:
-            sends.append((kid, top))
-            continue
-        report.reverted += 1
-        logger.warning(
-            "a local write lost to a version this region already held: putting the newer state back",
-            extra={"key": kid[:200], "written": str(top.version), "kept": str(truth[0])},
-        )
-        actions.append((kid, _revert_action(writer, top, truth), top))
+                view.candidates.append(state)
+        tomb = version_of(found.get(Tombstones.key_of(kid)["pk"]["S"]), TOMBSTONE_ATTRS)
+        if tomb is not None:
+            view.known.append(_State(tomb, None))
+        _decide(kid, view, writer, report, sends, actions)
 
     failed_keys: set[str] = set()
     _forward(sends, settings, peer, parking, report, failed_keys, failed_records)
@@ -178,33 +152,98 @@ def relay_batch(
     return failed_records, report
 
 
-def _newer_known(view: _Key, tomb: Version | None, top: Change) -> tuple[Version, Image | None] | None:
-    """The newest state this region held that beats `top` (a local put), or None when `top` is newest.
+def _classify(change: Change, record: dict[str, Any], view: _Key, settings: RelaySettings, report: RelayReport) -> None:
+    """Sort one record into what the region knew and what may cross; track the item's final state."""
+    body = record["dynamodb"]
+    old = body.get("OldImage")
+    old_version = version_of(old, settings.versions)
+    if old_version is not None:
+        view.known.append(_State(old_version, old))
+    if change.op is Op.DELETE:
+        view.final = None
+        if change.is_ttl and not settings.replicate_ttl_deletes:
+            report.ttl_skipped += 1
+            return
+        state = _State(change.version, None, change)
+        ident = identity(old_version, old)
+        if ident is None:  # no OldImage (KEYS_ONLY stream): cannot be an echo we could recognise
+            view.candidates.append(state)
+        else:
+            view.deferred.append((state, ident))
+        return
+    image = body["NewImage"]
+    view.inserted = view.inserted or old is None
+    if change.version is not None and change.version.origin != settings.region_tag:
+        view.known.append(_State(change.version, image))  # replication's own write: never crosses back
+        view.final = view.known[-1]
+        report.echoes_dropped += 1
+        return
+    state = _State(change.version, image, change)
+    view.final = state
+    if change.version is None:  # unstamped: an applier's put leaves a marker of its content
+        view.deferred.append((state, identity(None, image) or ""))
+    else:
+        view.candidates.append(state)
 
-    A tombstone beats a put of the same version (a delete wins an exact tie).
+
+def _decide(
+    kid: str,
+    view: _Key,
+    writer: TableWriter,
+    report: RelayReport,
+    sends: list[tuple[str, Change]],
+    actions: list[tuple[str, Callable[[], Any], Change]],
+) -> None:
+    """Which change of the key crosses, and whether the table must be put back to a newer state.
+
+    `newest` is the newest state the region has seen of the item. The newest local change crosses
+    if nothing the region knew beats it (else the peer already has what beat it). If the item ended
+    the batch older than `newest` (a local write that lost last-writer-wins), `newest` is put back.
     """
-    best: tuple[Version, Image | None] | None = None
-    for version, image in view.known:
-        if rank(version) > rank(top.version) and (best is None or rank(version) > rank(best[0])):
-            best = (version, image)
-    if tomb is not None and rank(tomb) >= rank(top.version) and (best is None or rank(tomb) >= rank(best[0])):
-        best = (tomb, None)
-    return best
-
-
-def _revert_action(writer: TableWriter, top: Change, truth: tuple[Version, Image | None]) -> Callable[[], Any]:
-    version, image = truth
-    if image is None:  # the newest thing held was a delete: remove what the local write put back
-        undo = Change(top.key_id, top.key, Op.DELETE, None, version, top.seq, top.approx_ms, False, top.record)
-        return lambda: writer.kill_older(undo)
-    restore = Change(
-        top.key_id, top.key, Op.PUT, decode_image(image), version, top.seq, top.approx_ms, False, top.record
+    if not view.candidates:
+        return
+    everything = view.candidates + view.known
+    newest = max(everything, key=lambda s: s.order)
+    top = max(reversed(view.candidates), key=lambda s: s.order)  # the latest of equals
+    report.coalesced += len(view.candidates) - 1
+    assert top.change is not None
+    if top.order >= newest.order:
+        sends.append((kid, top.change))
+        if top.image is None:
+            actions.append((kid, partial(writer.remember_delete, top.change), top.change))
+            report.deletes_remembered += 1
+            return  # remembering the delete also removes anything older that is left
+    final = view.final
+    if newest.image is None:
+        stale = final is not None and final.order < newest.order
+    else:
+        stale = (final is None and any(c.image is None for c in view.candidates)) or (
+            final is not None and final.order < newest.order
+        )
+    if not stale:
+        return
+    report.reverted += 1
+    logger.warning(
+        "a local write lost to a version this region already held: putting the newer state back",
+        extra={"key": kid[:200], "kept": str(newest.version)},
     )
-    return lambda: writer.apply([restore])[top.key_id]
-
-
-def _changes(view: _Key) -> list[Change]:
-    return view.candidates + [change for change, _ in view.deferred]
+    base = top.change
+    if newest.image is None:  # the newest thing held was a delete: remove what the local writes put back
+        undo = Change(kid, base.key, Op.DELETE, None, newest.version, base.seq, base.approx_ms, False, base.record)
+        actions.append((kid, partial(writer.kill_older, undo), base))
+    else:
+        restore = Change(
+            kid,
+            base.key,
+            Op.PUT,
+            decode_image(newest.image),
+            newest.version,
+            base.seq,
+            base.approx_ms,
+            False,
+            base.record,
+        )
+        actions.append((kid, lambda: writer.apply([restore])[kid], base))
 
 
 def _lookups(writer: TableWriter, keys: dict[str, _Key]) -> dict[str, dict[str, Any]]:
@@ -215,7 +254,7 @@ def _lookups(writer: TableWriter, keys: dict[str, _Key]) -> dict[str, dict[str, 
         for _, ident in view.deferred:
             key = marker_key(kid, ident)
             wanted[key["pk"]["S"]] = key
-        if any(c.op is Op.PUT and "OldImage" not in c.record["dynamodb"] for c in _changes(view)):
+        if view.inserted:
             # An INSERT may have re-created an item over a newer delete. (A MODIFY cannot: its item
             # existed, and whatever re-created it came as an INSERT, judged against the tombstone.)
             key = Tombstones.key_of(kid)
