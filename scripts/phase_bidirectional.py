@@ -29,7 +29,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 from harness import moto_server  # noqa: E402
-from harness.bidirectional import TwoRegions  # noqa: E402
+from harness.bidirectional import Delivery, TwoRegions  # noqa: E402
 from harness.lww import canonical_item  # noqa: E402
 
 
@@ -62,7 +62,12 @@ def run_bidirectional(
 ) -> dict[str, Any]:
     """Both regions write `items` items each (plus updates, deletes, conflicts); returns the figures."""
     load_items = _load_items()
-    world = TwoRegions([("pk", "S"), ("sk", "N")], name="orders-bidi", write_concurrency=8)
+    world = TwoRegions(
+        [("pk", "S"), ("sk", "N")], name="orders-bidi", write_concurrency=8, delivery=Delivery(batch_size=1000)
+    )
+    for side in world.sides:
+        assert side.kinesis_poller is not None
+        side.kinesis_poller.batch_size = 100  # the template's ApplierBatchSize; the relay takes 1000 stream records
     a, b = world.a, world.b
     say(f"Beijing {a.region} (aws-cn) <-> Singapore {b.region} (aws): tables, streams, tombstone tables,")
     say("  Kinesis streams, peer keys in SSM; each region runs stream_relay and relay_applier")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +38,18 @@ def say(phase: str, message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {phase:<9} {message}", flush=True)
 
 
+def caught_up(batches: list[int], batch_size: int) -> bool:
+    """Whether the poller has reached the stream's tip once (a batch shorter than the batch size)."""
+    return any(n < batch_size for n in batches)
+
+
+def percentile(values: list[int], q: float) -> float:
+    """The q-th percentile (0-100), 0 when there is nothing."""
+    if len(values) < 2:
+        return float(values[0]) if values else 0.0
+    return float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1])
+
+
 def run_full_load(
     *, items: int = 2000, live_rate: float = 50.0, live_seconds: float = 3.0, log: Callable[[str, str], None] = say
 ) -> dict[str, Any]:
@@ -55,6 +68,8 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     world = load_world(TableShape(key_schema=[("pk", "S")], gsi=None))
     world.seed([every_type_item(i) for i in range(items)])
     replicator = world.deploy_replicator(POWERTOOLS_SERVICE_NAME="demo-replicator")
+    reports: list[Any] = []  # table_replicator's batch reports (write requests, lag)
+    replicator.layer_module("ddb_bridge.replicator").report_listeners.append(reports.append)
     world.create_mapping()
     machine = world.full_load_machine()
     log(
@@ -99,9 +114,16 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
         f"{report['handoverMinutesToSpare']} min before the stream retention would run out; it replays "
         "the stream from TRIM_HORIZON while the writers go on",
     )
+    deadline = time.monotonic() + 600
+    while not caught_up(watcher.poller.stats.batches, 1000) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    tip = len(reports)
+    log("live", f"caught up with the stream's tip; live replication for {live_seconds:.0f}s more")
     time.sleep(live_seconds)
     traffic.stop()
     watcher.drain()
+    live_lags = [lag for r in reports[tip:] for lag in r.lags_ms]
+    records = sum(r.records for r in reports)
     source = scan_all(world.source, world.source_table)
     target = scan_all(world.target, world.target_table)
     mismatches = sum(1 for k in source.keys() | target.keys() if source.get(k) != target.get(k))
@@ -112,6 +134,12 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
         "changes_during_full_load": writes_during_load,
         "changes_total": traffic.written,
         "stream_records_replicated": watcher.poller.stats.records_delivered,
+        "changes_applied": sum(r.applied for r in reports),
+        "coalesced": sum(r.coalesced for r in reports),
+        "parked": sum(r.parked for r in reports),
+        "write_requests_per_change": round(sum(r.write_requests for r in reports) / max(1, records), 3),
+        "lag_p50_ms": percentile(live_lags, 50),
+        "lag_p99_ms": percentile(live_lags, 99),
         "handover_minutes_to_spare": report["handoverMinutesToSpare"],
         "items_compared": len(source.keys() | target.keys()),
         "mismatches": mismatches,

@@ -29,8 +29,10 @@ def test_make_invoke_rejects_an_unknown_function():
     assert out.returncode == 2 and "usage: make invoke" in out.stderr
 
 
-def test_demo_ends_with_zero_mismatches():
-    out = run("scripts/demo.py", DEMO_ITEMS="400", DEMO_LIVE_SECONDS="2", DEMO_LIVE_RATE="50")
+def test_demo_runs_both_phases_and_ends_with_zero_mismatches():
+    out = run("scripts/demo.py", DEMO_ITEMS="300", DEMO_LIVE_SECONDS="1", DEMO_LIVE_RATE="30", DEMO_BIDI_ITEMS="60")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "mismatches                : 0" in out.stdout
-    assert "items compared            : 4" in out.stdout  # 400 or more: live puts add items
+    report = out.stdout[out.stdout.index("ddb-bridge demo report") :]
+    assert report.count("mismatches                            : 0") == 2
+    assert "step: Import into the target account" in out.stdout and "step: Enable live replication" in out.stdout
+    assert "items loaded, exported, imported      : 300," in report

@@ -194,10 +194,11 @@ def test_backfill_with_a_finished_backfill_id_copies_nothing_again(bridge: Lambd
     world.create_target_table(stream=True)
     world.create_backfill_tables()
     machine = world.backfill_machine()
-    backfill = {"backfillId": "once", "writeMode": "overwrite", "totalSegments": 2}
-    assert run(machine, backfill)["status"] == "SUCCEEDED"
-    again = run(machine, backfill)
-    assert again["status"] == "SUCCEEDED"
+    assert run(machine, {"backfillId": "once", "writeMode": "overwrite", "totalSegments": 2})["status"] == "SUCCEEDED"
+    again = run(machine, {"backfillId": "once"})  # resumes with the segments and write mode it was started with
+    assert again["status"] == "SUCCEEDED", again.get("cause")
+    assert again["output"]["writeMode"] == "overwrite" and again["output"]["segments"] == 2
+    assert again["output"]["copied"] == 40 and again["output"]["calls"] == 2
     assert stream_events(world, world.target_table).count("INSERT") == 40
     assert stream_events(world, world.target_table).count("MODIFY") == 0
 
@@ -330,6 +331,46 @@ def test_backfill_rejects_bad_input_and_bad_tables(bridge: LambdaBridge, case: s
     assert result["cause"].startswith("Invalid input: ")
     assert expected in result["cause"], result["cause"]
     assert "Copy every segment" not in states_entered(result["executionArn"])
+
+
+def test_backfill_refuses_a_target_whose_key_types_differ(bridge: LambdaBridge) -> None:
+    world = load_world(TableShape(stream_view=None, pitr=False))
+    world.seed([{"pk": {"S": "k"}}])
+    world.target.create_table(
+        TableName=world.target_table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    world.create_backfill_tables()
+    result = run(world.backfill_machine(), {"writeMode": "overwrite"})
+    assert result["error"] == "Backfill.InvalidInput"
+    assert "the target's keys ['pk (HASH, N)'] differ from the source's ['pk (HASH, S)']" in result["cause"]
+
+
+def test_backfill_fails_readably_when_a_segment_cannot_be_copied(bridge: LambdaBridge) -> None:
+    # GIVEN a segment whose copy fails for good (say the target refuses the items)
+    from ddb_bridge.errors import PermanentError
+
+    world = load_world(TableShape(stream_view=None, pitr=False))
+    world.seed([{"pk": {"S": f"k{i}"}} for i in range(20)])
+    world.create_target_table()
+    world.create_backfill_tables()
+    machine = world.backfill_machine()
+
+    def refuse_segment_1(event: dict[str, Any]) -> None:
+        if event.get("action") == "copy" and event.get("segment") == 1:
+            raise PermanentError("ValidationException", "One or more parameter values were invalid: injected")
+
+    bridge.hooks["backfill"] = refuse_segment_1
+
+    # WHEN the backfill runs, THEN it fails (no retry of a permanent error) at "Backfill failed", saying why
+    result = run(machine, {"writeMode": "overwrite", "totalSegments": 2})
+    assert result["status"] == "FAILED"
+    assert states_entered(result["executionArn"])[-1] == "Backfill failed"
+    assert bridge.errors["backfill"] >= 1
+    cause = result["cause"]
+    assert "did not finish ([1])" in cause and "to resume" in cause, cause
 
 
 def test_backfill_refuses_to_resume_with_other_segments(bridge: LambdaBridge) -> None:

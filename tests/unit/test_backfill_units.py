@@ -103,7 +103,8 @@ def test_capacity_units_of_a_page() -> None:
 
 def test_parse_input_defaults_and_errors() -> None:
     values = parse_input({}, "exec-1")
-    assert values["backfillId"] == "exec-1" and values["writeMode"] == "live" and values["consistentRead"] is True
+    assert values["backfillId"] == "exec-1" and values["consistentRead"] is True
+    assert values["writeMode"] is None  # live, unless a backfill of the same id was started otherwise
     assert values["throughputPercent"] == 25 and values["totalSegments"] is None
     assert parse_input({"totalSegments": "8"}, "e")["totalSegments"] == 8
     with pytest.raises(InvalidInput, match="pageSize must be from 1 to 10000"):

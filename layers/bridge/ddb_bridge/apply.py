@@ -303,30 +303,39 @@ class TableWriter:
         ]
 
     # -- lww with echo markers (bidirectional: relay_applier and stream_relay) -----------------------
-    def remember_delete(self, change: Change) -> Result:
-        """Record a local delete (relay): its tombstone, then remove any older item that slipped in.
+    def remember_deletes(self, changes: list[Change]) -> dict[str, Result]:
+        """Record local deletes (relay): their tombstones, then remove any older item that slipped in.
 
-        A peer's older put can land between the local delete and this tombstone; it is removed here
+        A peer's older put can land between a local delete and its tombstone; it is removed here
         (with an echo marker, so that removal does not travel back).
         """
-        assert self.tombstones is not None and change.version is not None
-        return self._guarded(self._remember_delete, change)
+        tombstones: dict[str, Result] = {}
+        self._marked(changes, tombstones, mode="tombstone")
+        killed = self.kill_older_many(changes)
+        out: dict[str, Result] = {}
+        for change in changes:
+            first, second = tombstones[change.key_id], killed[change.key_id]
+            if isinstance(second, (PermanentError, RetryableError)):
+                out[change.key_id] = second
+            else:
+                out[change.key_id] = Outcome.APPLIED if Outcome.APPLIED in (first, second) else first
+        return out
 
-    def kill_older(self, change: Change) -> Result:
-        """Remove the item if it is older than `change.version`, leaving an echo marker (relay repairs)."""
-        return self._guarded(lambda c: self._kill_older(c.key, c.key_id, c.version), change)
+    def kill_older_many(self, changes: list[Change]) -> dict[str, Result]:
+        """Remove each item if it is older than its change's version, leaving echo markers (relay repairs).
 
-    def _guarded(self, write: Callable[[Change], Result], change: Change) -> Result:
-        try:
-            return write(change)
-        except Exception as exc:  # noqa: BLE001 - classified
-            return classify(exc)
+        An item that changed meanwhile is left alone: that change has its own stream record.
+        """
+        results: dict[str, Result] = {}
+        self._marked(changes, results, mode="kill")
+        return results
 
-    def _marked(self, changes: list[Change], results: dict[str, Result]) -> None:
+    def _marked(self, changes: list[Change], results: dict[str, Result], mode: str = "apply") -> None:
         """Many changes per TransactWriteItems (up to 100 actions, under 4 MB), concurrently.
 
         A cancelled transaction names the action that failed: that change gets its outcome (stale,
         duplicate, an item changed since it was read), the others go again in the next round.
+        `mode`: apply the changes; write only the tombstones of deletes; or kill older items.
         """
         pending = changes
         for attempt in range(self.batch_rounds):
@@ -335,14 +344,25 @@ class TableWriter:
             if attempt:
                 self.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
             try:
-                current = self._read_many([c for c in pending if c.op is Op.DELETE or c.version is None])
+                needed = (
+                    []
+                    if mode == "tombstone"
+                    else pending
+                    if mode == "kill"
+                    else [c for c in pending if c.op is Op.DELETE or c.version is None]
+                )
+                current = self._read_many(needed)
             except Exception as exc:  # noqa: BLE001 - classified
                 error = classify(exc)
                 results.update(dict.fromkeys((c.key_id for c in pending), error))
                 return
             plans: list[_Plan] = []
             for change in pending:
-                planned = self._plan(change, current.get(change.key_id))
+                planned = (
+                    self._plan_kill(change, current.get(change.key_id))
+                    if mode == "kill"
+                    else self._plan(change, current.get(change.key_id))
+                )
                 if isinstance(planned, _Plan):
                     plans.append(planned)
                 else:
@@ -394,20 +414,30 @@ class TableWriter:
         delete = {"Delete": {"TableName": self.table, "Key": change.key, **self._exactly(stored)}}
         return _Plan(change, "delete", [delete, tombstone, self._marker_put(change.key_id, stored, current)], 0)
 
+    def _plan_kill(self, change: Change, current: Image | None) -> _Plan | Result:
+        """Delete exactly the stored version, if it is older than the change (a delete wins a tie)."""
+        stored = version_of(current, self.attrs)
+        if current is None or change.version is None or (stored is not None and stored > change.version):
+            return Outcome.STALE
+        delete = {"Delete": {"TableName": self.table, "Key": change.key, **self._exactly(stored)}}
+        return _Plan(change, "kill", [delete, self._marker_put(change.key_id, stored, current)], 0)
+
     def _send_group(self, group: list[_Plan]) -> list[tuple[Change, Result | None]]:
         """One transaction; each change's outcome, or None to send it again."""
         try:
             self._count_request()
             self.client.transact_write_items(TransactItems=[item for plan in group for item in plan.items])
             return [(plan.change, Outcome.APPLIED) for plan in group]
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                error = classify(exc)
-                return [(plan.change, None if isinstance(error, RetryableError) else error) for plan in group]
-            reasons = exc.response.get("CancellationReasons") or []
         except Exception as exc:  # noqa: BLE001 - classified
-            error = classify(exc)
-            return [(plan.change, None if isinstance(error, RetryableError) else error) for plan in group]
+            if isinstance(exc, ClientError) and error_code(exc) == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+            else:
+                error = classify(exc)
+                if isinstance(error, PermanentError) and len(group) > 1:
+                    # One bad change refuses the whole request (e.g. a key of the wrong type): halve to find it.
+                    half = len(group) // 2
+                    return self._send_group(group[:half]) + self._send_group(group[half:])
+                return [(plan.change, None if isinstance(error, RetryableError) else error) for plan in group]
         out: list[tuple[Change, Result | None]] = []
         position = 0
         for plan in group:
@@ -426,6 +456,8 @@ class TableWriter:
             return PermanentError("ValidationException", f"transaction refused the change: {message}")
         if any(code not in ("None", "ConditionalCheckFailed") for code in codes):
             return None  # TransactionConflict, throttling...: again, after a pause
+        if plan.kind == "kill":
+            return Outcome.STALE  # the item changed meanwhile: its own stream record will be judged
         if plan.kind == "put":
             if codes[0] == "ConditionalCheckFailed":
                 return Outcome.STALE  # a tombstone at least as new
@@ -446,13 +478,13 @@ class TableWriter:
         wanted = {_canonical(c.key): c for c in changes}
         found: dict[str, Image | None] = {c.key_id: None for c in changes}
         keys = [c.key for c in wanted.values()]
+        names = tuple(keys[0]) if keys else ()
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             for attempt in range(self.batch_rounds):
                 self._count_request()
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
-                    names = tuple(next(iter(wanted.values())).key)
                     change = wanted.get(_canonical({n: item[n] for n in names}))
                     if change is not None:
                         found[change.key_id] = dict(item)
@@ -464,62 +496,11 @@ class TableWriter:
                 raise RetryableError("UnprocessedKeys", "reads still unprocessed after retries")
         return found
 
-    def _remember_delete(self, change: Change) -> Result:
-        assert change.version is not None
-        tombstone = self._put_tombstone(change.key_id, change.version)
-        killed = self._kill_older(change.key, change.key_id, change.version)
-        if isinstance(killed, (PermanentError, RetryableError)):
-            return killed
-        return Outcome.APPLIED if Outcome.APPLIED in (tombstone, killed) else tombstone
-
-    def _kill_older(self, key: Image, key_id: str, version: Version | None) -> Result:
-        assert self.tombstones is not None
-        current = self._read(key)
-        if current is None:
-            return Outcome.STALE
-        stored = version_of(current, self.attrs)
-        if version is None or (stored is not None and stored > version):  # a delete wins an exact tie
-            return Outcome.STALE
-        items = [
-            {"Delete": {"TableName": self.table, "Key": key, **self._exactly(stored)}},
-            self._marker_put(key_id, stored, current),
-        ]
-        try:
-            self._count_request()
-            self.client.transact_write_items(TransactItems=items)
-            return Outcome.APPLIED
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise
-            # Changed meanwhile: that change has its own stream record, which the relay will judge.
-            return _transaction_result(exc)
-
-    def _put_tombstone(self, key_id: str, version: Version) -> Result:
-        assert self.tombstones is not None
-        try:
-            self._count_request()
-            self.client.put_item(
-                TableName=self.tombstones.table,
-                Item=self.tombstones.item(key_id, version),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **older_than(version, TOMBSTONE_ATTRS).kwargs(),
-            )
-            return Outcome.APPLIED
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            return self._tombstone_outcome(exc.response, version)
-
     @staticmethod
     def _tombstone_outcome(response: dict[str, Any], version: Version) -> Outcome:
         """A refused tombstone write: the same delete again, or an older one than what is remembered."""
         existing = version_of(response.get("Item"), TOMBSTONE_ATTRS)
         return Outcome.DUPLICATE if existing == version else Outcome.STALE
-
-    def _read(self, key: Image) -> Image | None:
-        self._count_request()
-        found = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
-        return dict(found) if found else None
 
     def _exactly(self, version: Version | None) -> dict[str, Any]:
         """Condition: the stored item still has exactly this version (unstamped: still no timestamp)."""

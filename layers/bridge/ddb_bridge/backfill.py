@@ -20,6 +20,7 @@ table's warm throughput (capped by its on-demand maximum), split evenly between 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import random
@@ -105,8 +106,6 @@ def parse_input(raw: Any, execution: str) -> Json:
         raise InvalidInput(f"the execution input must be a JSON object, got {type(raw).__name__}")
     for name in raw:
         if name not in _INTS and name not in _OTHER:
-            import difflib
-
             close = difflib.get_close_matches(name, [*_INTS, *_OTHER], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise InvalidInput(f"unknown field {name!r}{hint}; allowed: {', '.join([*_INTS, *_OTHER])}")
@@ -120,8 +119,8 @@ def parse_input(raw: Any, execution: str) -> Json:
             f"backfillId must be 1-80 of A-Z a-z 0-9 _ . - (it names the checkpoints), got {backfill_id!r}"
         )
     out["backfillId"] = backfill_id
-    mode = raw.get("writeMode", "live")
-    if mode not in WRITE_MODES:
+    mode = raw.get("writeMode")
+    if mode is not None and mode not in WRITE_MODES:
         raise InvalidInput(
             f"writeMode must be 'live' (conditional, safe while live replication runs) or "
             f"'overwrite' (BatchWriteItem, only while nothing else writes the target), got {mode!r}"
@@ -206,6 +205,15 @@ class ProgressStore:
             "Item"
         ]
         return {"totalSegments": int(found["totalSegments"]["N"]), "writeMode": found["writeMode"]["S"], "new": False}
+
+    def existing(self, backfill_id: str) -> Json | None:
+        """The header of an earlier run of this backfill, if any."""
+        found = self.client.get_item(TableName=self.table, Key=self._key(backfill_id, "plan"), ConsistentRead=True).get(
+            "Item"
+        )
+        if not found:
+            return None
+        return {"totalSegments": int(found["totalSegments"]["N"]), "writeMode": found["writeMode"]["S"]}
 
     def claim(self, backfill_id: str, segment: int, owner: str, now: float, lease_s: float) -> Json:
         """Take the segment's lease and return its checkpoint; RetryableError while another call holds it."""
@@ -315,7 +323,7 @@ def plan(event: Json, settings: BackfillSettings, clients: BackfillClients) -> J
         return {"valid": False, "message": f"Invalid input: {exc}. Fix it and start a new execution."}
 
 
-def _describe(client: Any, table: str, where: str) -> Json | None:
+def _describe(client: Any, table: str) -> Json | None:
     try:
         return dict(client.describe_table(TableName=table)["Table"])
     except ClientError as exc:
@@ -324,24 +332,33 @@ def _describe(client: Any, table: str, where: str) -> Json | None:
         raise
 
 
+def _keys(desc: Json) -> list[str]:
+    """A table's keys as `name (HASH, S)`, in order."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
+    return [f"{k['AttributeName']} ({k['KeyType']}, {types.get(k['AttributeName'])})" for k in desc["KeySchema"]]
+
+
 def _plan(values: Json, settings: BackfillSettings, clients: BackfillClients) -> Json:
-    source = _describe(clients.source, settings.source_table, settings.source_region)
+    source = _describe(clients.source, settings.source_table)
     if source is None:
         raise InvalidInput(f"the source table {settings.source_table} does not exist in {settings.source_region}")
     target_ddb = clients.target.client("dynamodb")
-    target = _describe(target_ddb, settings.target.table, settings.target.region)
+    target = _describe(target_ddb, settings.target.table)
     if target is None:
         raise InvalidInput(
             f"the target table {settings.target.table} does not exist in {settings.target.region}: "
             "the backfill copies into an existing table (create it, or use the full-load workflow, "
             "which creates it by import)"
         )
-    schema = [(k["AttributeName"], k["KeyType"]) for k in source["KeySchema"]]
-    if schema != [(k["AttributeName"], k["KeyType"]) for k in target["KeySchema"]]:
-        raise InvalidInput(
-            f"the target's key schema {target['KeySchema']} differs from the source's {source['KeySchema']}"
-        )
-    if values["writeMode"] == "live":
+    if _keys(source) != _keys(target):
+        raise InvalidInput(f"the target's keys {_keys(target)} differ from the source's {_keys(source)}")
+    store = ProgressStore(clients.source, settings.progress_table)
+    earlier = store.existing(values["backfillId"])  # a resumed backfill keeps its segments and write mode
+    total = values["totalSegments"] or (earlier or {}).get("totalSegments") or default_segments(source)
+    mode = values["writeMode"] or (earlier or {}).get("writeMode") or "live"
+    concurrency = min(values["maxConcurrency"] or total, total)
+    values = {**values, "totalSegments": total, "maxConcurrency": concurrency, "writeMode": mode}
+    if mode == "live":
         if not settings.tombstone_table:
             raise InvalidInput(
                 "writeMode 'live' needs the tombstone table that live replication writes on deletes "
@@ -349,14 +366,10 @@ def _plan(values: Json, settings: BackfillSettings, clients: BackfillClients) ->
                 "resurrect a live delete. Set it on both functions, or use 'overwrite' while live "
                 "replication is stopped"
             )
-        if _describe(target_ddb, settings.tombstone_table, settings.target.region) is None:
+        if _describe(target_ddb, settings.tombstone_table) is None:
             raise InvalidInput(
                 f"the tombstone table {settings.tombstone_table} does not exist in {settings.target.region}"
             )
-    total = values["totalSegments"] or default_segments(source)
-    concurrency = min(values["maxConcurrency"] or total, total)
-    values = {**values, "totalSegments": total, "maxConcurrency": concurrency}
-    store = ProgressStore(clients.source, settings.progress_table)
     header = store.header(values["backfillId"], values, clients.now())
     if header["totalSegments"] != total or header["writeMode"] != values["writeMode"]:
         raise InvalidInput(
@@ -752,8 +765,20 @@ def _copy_loop(
 
 # ---- dispatch, the Lambda ----------------------------------------------------------------------------------
 def summarize(event: Json, clients: BackfillClients) -> Json:
-    """Totals over the segments, for the execution's output."""
-    plan_, results = event["plan"], event.get("segments") or []
+    """Totals over the segments, for the execution's output; fails when a segment did not finish."""
+    plan_ = event["plan"]
+    raw = event.get("segments") or []
+    results = [r for r in raw if isinstance(r, dict)]
+    unfinished = sorted(
+        {int(s["segment"]) for s in plan_.get("segments", [])} - {int(r["segment"]) for r in results if r.get("done")}
+    )
+    if unfinished:
+        raise PermanentError(
+            "SegmentsUnfinished",
+            f"{len(unfinished)} of {len(raw) or len(unfinished)} segments did not finish ({unfinished[:20]}); see "
+            f"their child executions for the error. Start a new execution with backfillId "
+            f"{plan_['backfillId']!r} to resume: finished segments and pages are not copied again.",
+        )
     seconds = max(0.001, clients.now() - float(plan_["startedAt"]))
     copied = sum(int(r.get("copied", 0)) for r in results)
     skipped = sum(int(r.get("skipped", 0)) for r in results)

@@ -615,7 +615,7 @@ def copy_export(
     peer = clients.target.client("s3")
     start_after = str(state.get("startAfter") or "")
     objects, copied_bytes, done = int(state.get("objects", 0)), int(state.get("bytes", 0)), False
-    while not done and time.monotonic() - started < budget_seconds:
+    while not done:  # at least one file per call, however short the budget
         page = clients.s3.list_objects_v2(Bucket=bucket, Prefix=folder, StartAfter=start_after)
         contents = page.get("Contents", [])
         for obj in contents:
@@ -628,6 +628,8 @@ def copy_export(
             if time.monotonic() - started >= budget_seconds:
                 break
         done = not page.get("IsTruncated") and (not contents or start_after == contents[-1]["Key"])
+        if time.monotonic() - started >= budget_seconds:
+            break
     out: Json = {"folder": folder, "startAfter": start_after, "objects": objects, "bytes": copied_bytes, "done": done}
     out["retention"] = _guard(plan_, int(export["exportTime"]), clients.now_ms(), pre)
     logger.info("export files copied", extra={"objects": objects, "bytes": copied_bytes, "done": done})

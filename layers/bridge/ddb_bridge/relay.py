@@ -19,9 +19,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 import boto3
@@ -131,7 +130,7 @@ def relay_batch(
         return failed_records, report
 
     sends: list[tuple[str, Change]] = []
-    actions: list[tuple[str, Callable[[], Any], Change]] = []
+    actions = _Local()
     for kid, view in keys.items():
         for state, ident in view.deferred:
             if marker_key(kid, ident)["pk"]["S"] in found:
@@ -192,7 +191,7 @@ def _decide(
     writer: TableWriter,
     report: RelayReport,
     sends: list[tuple[str, Change]],
-    actions: list[tuple[str, Callable[[], Any], Change]],
+    actions: _Local,
 ) -> None:
     """Which change of the key crosses, and whether the table must be put back to a newer state.
 
@@ -210,7 +209,7 @@ def _decide(
     if top.order >= newest.order:
         sends.append((kid, top.change))
         if top.image is None:
-            actions.append((kid, partial(writer.remember_delete, top.change), top.change))
+            actions.remember.append(top.change)
             report.deletes_remembered += 1
             return  # remembering the delete also removes anything older that is left
     final = view.final
@@ -230,7 +229,7 @@ def _decide(
     base = top.change
     if newest.image is None:  # the newest thing held was a delete: remove what the local writes put back
         undo = Change(kid, base.key, Op.DELETE, None, newest.version, base.seq, base.approx_ms, False, base.record)
-        actions.append((kid, partial(writer.kill_older, undo), base))
+        actions.kill.append(undo)
     else:
         restore = Change(
             kid,
@@ -243,7 +242,7 @@ def _decide(
             False,
             base.record,
         )
-        actions.append((kid, lambda: writer.apply([restore])[kid], base))
+        actions.restore.append(restore)
 
 
 def _lookups(writer: TableWriter, keys: dict[str, _Key]) -> dict[str, dict[str, Any]]:
@@ -327,25 +326,38 @@ def _forward(
             _park_or_retry(parking, by_key[kid].record, permanent, report, failed_records)
 
 
+@dataclass
+class _Local:
+    """Writes the relay makes to its own region: tombstones of local deletes, and repairs."""
+
+    remember: list[Change] = field(default_factory=list)  # local deletes: tombstone, then kill older leftovers
+    kill: list[Change] = field(default_factory=list)  # remove what lost to a newer delete
+    restore: list[Change] = field(default_factory=list)  # put back what lost to a newer put
+
+
 def _run_local(
-    actions: list[tuple[str, Callable[[], Any], Change]],
+    actions: _Local,
     writer: TableWriter,
     parking: ParkingLot,
     report: RelayReport,
     failed_keys: set[str],
     failed_records: set[int],
 ) -> None:
-    """Local tombstones and repairs, concurrently across keys."""
-    if not actions:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(writer.concurrency, len(actions)))) as pool:
-        results = list(pool.map(lambda action: action[1](), actions))
-    for (kid, _, change), result in zip(actions, results, strict=True):
+    """The region's own writes, grouped into few transactions per kind."""
+    results: dict[str, Any] = {}
+    if actions.remember:
+        results.update(writer.remember_deletes(actions.remember))
+    if actions.kill:
+        results.update(writer.kill_older_many(actions.kill))
+    if actions.restore:
+        results.update(writer.apply(actions.restore))
+    records = {c.key_id: c.record for c in actions.remember + actions.kill + actions.restore}
+    for kid, result in results.items():
         if isinstance(result, RetryableError):
             failed_keys.add(kid)
             logger.warning("local write failed, will retry", extra={"reason": result.reason})
         elif isinstance(result, PermanentError):
-            _park_or_retry(parking, change.record, result, report, failed_records)
+            _park_or_retry(parking, records[kid], result, report, failed_records)
 
 
 def _park_or_retry(
