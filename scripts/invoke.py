@@ -23,6 +23,7 @@ from ddb_bridge.codec import encode_image  # noqa: E402
 from harness import moto_server  # noqa: E402
 from harness.events import key_schema_of, load  # noqa: E402
 from harness.lambdas import LocalFunction  # noqa: E402
+from harness.workload import every_type_item  # noqa: E402
 from harness.world import one_way_world, scan_all  # noqa: E402
 
 
@@ -44,8 +45,32 @@ def invoke_table_replicator(event: dict[str, Any]) -> None:
     show("parked records", world.parked())
 
 
+def invoke_full_load_control(event: dict[str, Any]) -> None:
+    """full_load_control: one step of the full-load workflow (the plan event needs no export yet)."""
+    from harness.load_world import load_world
+
+    world = load_world()
+    world.seed([every_type_item(i) for i in range(20)])
+    show("response", LocalFunction("full_load_control", world.full_load_env()).invoke(event))
+
+
+def invoke_backfill(event: dict[str, Any]) -> None:
+    """backfill: a plan, or one bounded call copying a scan segment into an existing target table."""
+    from harness.load_world import TableShape, load_world
+
+    world = load_world(TableShape(stream_view=None, pitr=False))
+    world.seed([every_type_item(i) for i in range(50)])
+    world.create_target_table()
+    world.create_backfill_tables()
+    fn = LocalFunction("backfill", world.backfill_env())
+    show("response", fn.invoke(event))
+    show(f"target table {world.target_table}: items", len(scan_all(world.target, world.target_table)))
+
+
 SETUPS: dict[str, Callable[[dict[str, Any]], None]] = {
     "table_replicator": invoke_table_replicator,
+    "full_load_control": invoke_full_load_control,
+    "backfill": invoke_backfill,
 }
 
 
