@@ -115,3 +115,18 @@ def test_target_role_trusts_only_the_replicator_with_the_external_id():
         "dynamodb:BatchWriteItem",
         "dynamodb:ConditionCheckItem",
     }
+
+
+def test_iterator_age_alarms_are_in_milliseconds():
+    # Lambda's IteratorAge metric is in milliseconds: a threshold of "300" would fire at 0.3 s
+    template = load("template.yaml")
+    alarms = [
+        a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "IteratorAge"
+    ]
+    assert len(alarms) >= 3
+    for alarm in alarms:
+        threshold = alarm["Threshold"]
+        value = template["Parameters"][threshold["Ref"]]["Default"] if isinstance(threshold, dict) else threshold
+        assert int(value) >= 10_000, alarm
