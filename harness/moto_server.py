@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from moto.server import ThreadedMotoServer
 
+from . import moto_fixes, moto_patches
+
 SOURCE_ACCOUNT = "123456789012"  # moto's default account: where the replicator runs
 TARGET_ACCOUNT = "222222222222"  # reached only by STS AssumeRole
 
@@ -67,6 +69,10 @@ def start(port: int | None = None) -> LocalAws:
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
     os.environ["MOTO_PORT"] = str(port)  # Step Functions tasks call back into this server
     os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
+    # Make moto behave like DynamoDB where it does not (atomic transactions that roll back in place,
+    # ImportTable's text and binary handling) for every test and script alike, whatever runs first.
+    moto_fixes.install()
+    moto_patches.apply()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     aws = LocalAws(server, f"http://127.0.0.1:{port}", port)

@@ -6,6 +6,7 @@ target account), runs the function once with the event and prints the response a
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -67,7 +68,60 @@ def invoke_backfill(event: dict[str, Any]) -> None:
     show(f"target table {world.target_table}: items", len(scan_all(world.target, world.target_table)))
 
 
+def _kinesis_schema(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """The key schema of a Kinesis event's first decodable pack."""
+    from ddb_bridge.packs import MalformedPack, decode
+
+    for record in event["Records"]:
+        try:
+            pack = decode(base64.b64decode(record["kinesis"]["data"]))
+        except (MalformedPack, ValueError, KeyError):
+            continue
+        if pack.changes:
+            return [(name, next(iter(value))) for name, value in pack.changes[0].keys.items()]
+    raise SystemExit("no decodable pack in the event")
+
+
+def invoke_stream_relay(event: dict[str, Any]) -> None:
+    """stream_relay in Beijing: local stream -> Singapore's Kinesis stream (what crossed is shown)."""
+    from ddb_bridge.packs import decode
+    from harness.bidirectional import TwoRegions
+
+    world = TwoRegions(name="invoke")
+    world.reset_tables(key_schema_of(event))
+    peer = world.b
+    shards = peer.kinesis.list_shards(StreamName=peer.kinesis_stream)["Shards"]
+    iterators = [
+        peer.kinesis.get_shard_iterator(
+            StreamName=peer.kinesis_stream, ShardId=shard["ShardId"], ShardIteratorType="LATEST"
+        )["ShardIterator"]
+        for shard in shards
+    ]
+    show("response", world.a.relay.invoke(event))
+    crossed = [
+        change.to_json()
+        for it in iterators
+        for record in peer.kinesis.get_records(ShardIterator=it)["Records"]
+        for change in decode(record["Data"]).changes
+    ]
+    show(f"changes sent to {peer.region}'s Kinesis stream", crossed)
+    show("parked records", world.a.parked())
+
+
+def invoke_relay_applier(event: dict[str, Any]) -> None:
+    """relay_applier in Singapore: Kinesis records from Beijing -> the local table."""
+    from harness.bidirectional import TwoRegions
+
+    world = TwoRegions(name="invoke", tombstone_ttl=False)
+    world.reset_tables(_kinesis_schema(event))
+    show("response", world.b.applier.invoke(event))
+    show(f"table in {world.b.region}", [encode_image(item) for item in world.b.items().values()])
+    show("parked records", world.b.parked())
+
+
 SETUPS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "stream_relay": invoke_stream_relay,
+    "relay_applier": invoke_relay_applier,
     "table_replicator": invoke_table_replicator,
     "full_load_control": invoke_full_load_control,
     "backfill": invoke_backfill,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,6 +24,26 @@ def test_make_invoke_runs_one_function_with_one_event():
     assert '"batchItemFailures": []' in out.stdout
     # the nested binary arrives in the target decoded once (shown again as base64 of the same bytes)
     assert '"B": "iVBORw0KGgo="' in out.stdout and '"B": "3q2+7w=="' in out.stdout
+
+
+INVOKE_CASES = [
+    ("full_load_control", "events/full_load_control_plan.json", '"valid": true'),
+    ("backfill", "events/backfill_plan.json", '"valid": true'),
+    ("stream_relay", "events/relay_local_insert_modify.json", '"batchItemFailures": []'),
+    ("relay_applier", "events/kinesis_pack.json", '"batchItemFailures": []'),
+]
+
+
+def test_every_function_has_a_make_invoke_case():
+    functions = {p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()}
+    assert functions == {case[0] for case in INVOKE_CASES} | {"table_replicator"}
+
+
+@pytest.mark.parametrize(("function", "event", "expected"), INVOKE_CASES)
+def test_make_invoke_knows_every_function(function, event, expected):
+    out = run("scripts/invoke.py", function, event)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert expected in out.stdout
 
 
 def test_make_invoke_rejects_an_unknown_function():

@@ -130,3 +130,9 @@ def test_iterator_age_alarms_are_in_milliseconds():
         threshold = alarm["Threshold"]
         value = template["Parameters"][threshold["Ref"]]["Default"] if isinstance(threshold, dict) else threshold
         assert int(value) >= 10_000, alarm
+
+
+def test_readme_lists_every_parameter_of_the_template():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in load("template.yaml")["Parameters"] if f"| `{name}` |" not in readme]
+    assert missing == [], f"README's parameter table lacks {missing}"
