@@ -36,11 +36,12 @@ def test_parked_keys_are_resynced_from_the_source_after_the_cause_is_fixed(aws):
         queue_url=world.parking_url,
         source=world.source,
         source_table=world.source_table,
-        apply=fn.invoke,
+        invoke=fn.invoke,
         dry_run=True,
     )
     # (poison-1 was parked twice, v1 and v2; poison-2's put was parked, its delete went through)
-    assert sorted(dry.keys) == ['{"pk": {"S": "poison-1"}}'] * 2 + ['{"pk": {"S": "poison-2"}}']
+    assert (dry.seen, dry.skipped, dry.replayed, dry.reasons) == (3, 3, 0, {"ValidationException": 3})
+    assert len(world.parked()) == 3  # a dry run changes nothing
     for fault in faults:
         fault.times = fault.injected  # the cause is fixed
     _requeue_now(world)
@@ -49,11 +50,11 @@ def test_parked_keys_are_resynced_from_the_source_after_the_cause_is_fixed(aws):
         queue_url=world.parking_url,
         source=world.source,
         source_table=world.source_table,
-        apply=fn.invoke,
+        invoke=fn.invoke,
     )
 
-    # THEN the target equals the source and the parking queue is empty
-    assert (report.resynced, report.deleted, report.failed) == (2, 1, 0)
+    # THEN the target equals the source (poison-1 at v2, poison-2 gone) and the parking queue is empty
+    assert (report.replayed, report.failed) == (3, 0)
     assert scan_all(world.target, world.target_table) == scan_all(world.source, world.source_table)
     assert world.parked() == []
 
@@ -61,19 +62,21 @@ def test_parked_keys_are_resynced_from_the_source_after_the_cause_is_fixed(aws):
 def test_a_failed_resync_leaves_the_message_parked(aws):
     world = one_way_world()
     world.sqs.send_message(
-        QueueUrl=world.parking_url, MessageBody='{"record": {"dynamodb": {"Keys": {"pk": {"S": "a"}}}}}'
+        QueueUrl=world.parking_url,
+        MessageBody='{"source": "table_replicator", "record": {"dynamodb": {"Keys": {"pk": {"S": "a"}}}}}',
     )
-    world.sqs.send_message(QueueUrl=world.parking_url, MessageBody='{"record": {"dynamodb": {}}}')
+    world.sqs.send_message(
+        QueueUrl=world.parking_url, MessageBody='{"source": "table_replicator", "record": {"dynamodb": {}}}'
+    )
     report = resync.resync(
         sqs=world.sqs,
         queue_url=world.parking_url,
         source=world.source,
         source_table=world.source_table,
-        apply=lambda event: {"batchItemFailures": [{"itemIdentifier": "0"}]},
+        invoke=lambda event: {"batchItemFailures": [{"itemIdentifier": "0"}]},
     )
-    assert (report.failed, report.unkeyed) == (1, 1)
-    _requeue_now(world)
-    assert len(world.parked()) == 2
+    assert (report.failed, report.skipped) == (1, 1)  # the unkeyed record is left for a human
+    assert len(world.parked()) == 2  # both made visible again at once
 
 
 def _requeue_now(world) -> None:

@@ -20,15 +20,15 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from aws_lambda_powertools.utilities.batch import EventType
 
 from .apply import Outcome, TableWriter, Tombstones
+from .batch import park_or_retry, publish, settle
 from .changes import Change, Op
 from .clients import client_config
 from .codec import MalformedImage, decode_image
-from .errors import PermanentError, RetryableError
-from .observability import MetricUnit, logger, metrics
+from .errors import PermanentError
+from .observability import logger
 from .packs import MalformedPack, Pack, decode
 from .parking import ParkingLot
 from .settings import ApplierSettings, load_applier_settings
@@ -52,10 +52,6 @@ class ApplierReport:
 
 
 report_listeners: list[Callable[[ApplierReport], None]] = []
-
-
-class RecordFailed(Exception):
-    """Raised for a record to retry; BatchProcessor turns it into a batch item failure."""
 
 
 def read_pack(record: dict[str, Any], region_tag: str) -> Pack:
@@ -155,12 +151,10 @@ def _park(
     """Park the whole Kinesis record once (replaying it re-applies every change in it: idempotent)."""
     if id(record) in parked:
         return
-    try:
-        parking.park(record, reason=error.reason, error=str(error))
+    if park_or_retry(parking, record, error):
         parked.add(id(record))
         report.parked += 1
-        logger.warning("record parked", extra={"reason": error.reason, "error": str(error)[:500]})
-    except RetryableError:
+    else:
         failed.add(id(record))
 
 
@@ -174,10 +168,7 @@ def _emit(report: ApplierReport) -> None:
         "RecordsRetried": report.failed,
         "WriteRequests": report.write_requests,
     }
-    for name, value in counts.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    if report.lags_ms:
-        metrics.add_metric(name="ReplicationLag", unit=MetricUnit.Milliseconds, value=max(report.lags_ms))
+    publish(counts, lags_ms=report.lags_ms)
     for listener in report_listeners:
         listener(report)
 
@@ -193,14 +184,12 @@ class Runtime:
 
     def writer(self) -> TableWriter:
         """The local table's last-writer-wins writer, with tombstones and echo markers."""
-        return TableWriter(
+        return TableWriter.bidirectional(
             self.dynamodb,
             self.settings.table,
-            mode="lww",
             attrs=self.settings.versions,
             tombstones=self.tombstones,
             concurrency=self.settings.write_concurrency,
-            echo_markers=True,
         )
 
 
@@ -208,11 +197,10 @@ class Runtime:
 def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_applier_settings()
-    sqs = boto3.client("sqs", config=client_config(max_attempts=5))
     dynamodb = boto3.client("dynamodb", config=client_config(pool=settings.write_concurrency + 2))
     return Runtime(
         settings,
-        ParkingLot(sqs, settings.parking_queue_url, source="relay_applier"),
+        ParkingLot(settings.parking_queue_url, source="relay_applier", region=settings.aws_region),
         dynamodb,
         Tombstones(settings.tombstone_table, settings.tombstone_days * 86400),
     )
@@ -225,13 +213,7 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not records:
         return {"batchItemFailures": []}
     failed, report = apply_batch(records, settings=rt.settings, writer=rt.writer(), parking=rt.parking)
-
-    def settle(record: KinesisStreamRecord) -> None:
-        if id(record.raw_event) in failed:
-            raise RecordFailed("will be applied again")
-
-    processor = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
-    response = process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+    response = settle(event, failed, EventType.KinesisDataStreams, context)
     _emit(report)
     logger.info("batch applied", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
     return dict(response)

@@ -159,6 +159,15 @@ class TableWriter:
         self.requests = 0  # write requests sent (for benchmarks and reports)
         self._lock = threading.Lock()
 
+    @classmethod
+    def bidirectional(
+        cls, client: Any, table: str, *, attrs: VersionAttrs, tombstones: Tombstones, concurrency: int
+    ) -> TableWriter:
+        """The writer both relay and applier use: last-writer-wins, tombstones, echo markers."""
+        return cls(
+            client, table, mode="lww", attrs=attrs, tombstones=tombstones, concurrency=concurrency, echo_markers=True
+        )
+
     def _count_request(self) -> None:
         with self._lock:  # writes run on worker threads
             self.requests += 1

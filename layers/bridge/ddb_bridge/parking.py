@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import zlib
 from typing import Any
 
+import boto3
+
+from .clients import client_config
 from .errors import RetryableError
 
 # SQS takes 1 MiB per message; records near the 400 KB item limit (old + new image) are compressed.
@@ -39,12 +43,25 @@ def record_of(message_body: str) -> dict[str, Any]:
 
 
 class ParkingLot:
-    """Sends parked records to the parking queue; a failure to park is retryable (the record stays)."""
+    """Sends parked records to the parking queue; a failure to park is retryable (the record stays).
 
-    def __init__(self, sqs_client: Any, queue_url: str, source: str) -> None:
-        self.sqs = sqs_client
+    The SQS client is made on the first park (parks are rare: no client at cold start), unless given.
+    """
+
+    def __init__(self, queue_url: str, source: str, *, region: str | None = None, sqs_client: Any = None) -> None:
         self.queue_url = queue_url
         self.source = source
+        self.region = region
+        self._sqs = sqs_client
+        self._lock = threading.Lock()
+
+    @property
+    def sqs(self) -> Any:
+        """The SQS client, created once on first use (thread-safe)."""
+        with self._lock:
+            if self._sqs is None:
+                self._sqs = boto3.client("sqs", region_name=self.region, config=client_config(max_attempts=5))
+            return self._sqs
 
     def park(self, record: dict[str, Any], *, reason: str, error: str) -> None:
         """Park one record whole; raises RetryableError when SQS cannot take it."""

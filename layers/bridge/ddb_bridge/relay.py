@@ -24,10 +24,10 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.batch import EventType
 
 from .apply import TOMBSTONE_ATTRS, TableWriter, Tombstones
+from .batch import park_or_retry, publish, settle
 from .changes import Change, Op, from_stream_record
 from .clients import client_config
 from .codec import Image, decode_image
@@ -67,10 +67,6 @@ class RelayReport:
 
 
 report_listeners: list[Callable[[RelayReport], None]] = []
-
-
-class RecordFailed(Exception):
-    """Raised for a record to retry; BatchProcessor turns it into a batch item failure."""
 
 
 @dataclass(frozen=True)
@@ -363,11 +359,9 @@ def _run_local(
 def _park_or_retry(
     parking: ParkingLot, record: dict[str, Any], error: PermanentError, report: RelayReport, failed: set[int]
 ) -> None:
-    try:
-        parking.park(record, reason=error.reason, error=str(error))
+    if park_or_retry(parking, record, error):
         report.parked += 1
-        logger.warning("record parked", extra={"reason": error.reason, "error": str(error)[:500]})
-    except RetryableError:
+    else:
         failed.add(id(record))
 
 
@@ -385,11 +379,8 @@ def _emit(report: RelayReport) -> None:
         "PutRecordsRetriedRecords": report.put_retries,
         "PeerCredentialRefreshes": report.credential_refreshes,
     }
-    for name, value in counts.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    publish(counts, lags_ms=report.lags_ms, lag_metric="RelayLag")
     metrics.add_metric(name="BytesToPeer", unit=MetricUnit.Bytes, value=report.bytes_sent)
-    if report.lags_ms:
-        metrics.add_metric(name="RelayLag", unit=MetricUnit.Milliseconds, value=max(report.lags_ms))
     for listener in report_listeners:
         listener(report)
 
@@ -406,14 +397,12 @@ class Runtime:
 
     def writer(self) -> TableWriter:
         """The local table's writer (tombstones, echo markers, repairs)."""
-        return TableWriter(
+        return TableWriter.bidirectional(
             self.dynamodb,
             self.settings.table,
-            mode="lww",
             attrs=self.settings.versions,
             tombstones=self.tombstones,
             concurrency=self.settings.write_concurrency,
-            echo_markers=True,
         )
 
 
@@ -421,7 +410,6 @@ class Runtime:
 def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_relay_settings()
-    sqs = boto3.client("sqs", config=client_config(max_attempts=5))
     dynamodb = boto3.client("dynamodb", config=client_config(pool=settings.write_concurrency + 2))
     keys = PeerKeys(settings.peer_keys) if settings.peer_keys else None
     peer = PeerStream(
@@ -434,7 +422,7 @@ def runtime() -> Runtime:
     )
     return Runtime(
         settings,
-        ParkingLot(sqs, settings.parking_queue_url, source="stream_relay"),
+        ParkingLot(settings.parking_queue_url, source="stream_relay", region=settings.aws_region),
         peer,
         dynamodb,
         Tombstones(settings.tombstone_table, settings.tombstone_days * 86400),
@@ -448,13 +436,7 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not records:
         return {"batchItemFailures": []}
     failed, report = relay_batch(records, settings=rt.settings, peer=rt.peer, writer=rt.writer(), parking=rt.parking)
-
-    def settle(record: DynamoDBRecord) -> None:
-        if id(record.raw_event) in failed:
-            raise RecordFailed("will be relayed again, in stream order")
-
-    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
-    response = process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+    response = settle(event, failed, EventType.DynamoDBStreams, context)
     _emit(report)
     logger.info("batch relayed", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
     return dict(response)

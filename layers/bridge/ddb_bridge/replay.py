@@ -48,12 +48,14 @@ def replay(
     max_messages: int = 100,
     dry_run: bool = False,
     visibility_timeout: int = 900,
+    transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> ReplayReport:
     """Replay up to `max_messages` parked records through `invoke`; returns the tally.
 
     The messages are taken first (hidden while the replay runs), then replayed, so a record the
     function parks again arrives as a new message that this replay leaves alone. Messages kept in the
-    queue (skipped, or failed again) are made visible again at the end.
+    queue (skipped, or failed again) are made visible again at the end. `transform` turns a parked
+    record into the record to send (None: leave it parked); `ddb_bridge.resync` re-reads the key there.
     """
     report = ReplayReport()
     taken: list[dict[str, Any]] = []
@@ -77,7 +79,14 @@ def replay(
                 report.skipped += 1
                 keep.append(message["ReceiptHandle"])
                 continue
-            response = invoke({"Records": [record_of(message["Body"])]})
+            record: dict[str, Any] | None = record_of(message["Body"])
+            if transform is not None and record is not None:
+                record = transform(record)
+            if record is None:
+                report.skipped += 1
+                keep.append(message["ReceiptHandle"])
+                continue
+            response = invoke({"Records": [record]})
             if response.get("FunctionError") or response.get("batchItemFailures"):
                 report.failed += 1
                 keep.append(message["ReceiptHandle"])

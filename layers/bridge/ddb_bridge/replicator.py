@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import boto3
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.batch import EventType
 
 from .apply import Outcome, TableWriter, Tombstones
+from .batch import park_or_retry, publish, settle
 from .changes import Change, coalesce, from_stream_record
 from .clients import client_config, target_sessions
-from .errors import CREDENTIAL_CODES, PermanentError, RetryableError
-from .observability import MetricUnit, logger, metrics
+from .errors import CREDENTIAL_CODES, PermanentError
+from .observability import logger
 from .parking import ParkingLot
 from .settings import ReplicatorSettings, load_replicator_settings
 
@@ -45,16 +44,6 @@ class BatchReport:
 report_listeners: list[Callable[[BatchReport], None]] = []
 
 
-class RecordFailed(Exception):
-    """Raised for a record whose key must be retried; BatchProcessor turns it into a batch item failure."""
-
-
-def _park(parking: ParkingLot, record: dict[str, Any], error: PermanentError, report: BatchReport) -> None:
-    parking.park(record, reason=error.reason, error=str(error))
-    report.parked += 1
-    logger.warning("record parked", extra={"reason": error.reason, "error": str(error)[:500]})
-
-
 def replicate_batch(
     records: list[dict[str, Any]], *, settings: ReplicatorSettings, writer: TableWriter, parking: ParkingLot
 ) -> tuple[set[int], BatchReport]:
@@ -67,9 +56,9 @@ def replicate_batch(
         try:
             change = from_stream_record(record, settings.versions)
         except PermanentError as error:
-            try:
-                _park(parking, record, error, report)
-            except RetryableError:
+            if park_or_retry(parking, record, error):
+                report.parked += 1
+            else:
                 failed_records.add(id(record))
             continue
         if change.is_ttl and not settings.replicate_ttl_deletes:
@@ -90,9 +79,9 @@ def replicate_batch(
         elif result is Outcome.STALE or result is Outcome.DUPLICATE:  # DUPLICATE: only with echo_markers
             report.stale += 1
         elif isinstance(result, PermanentError):
-            try:
-                _park(parking, change.record, result, report)
-            except RetryableError:
+            if park_or_retry(parking, change.record, result):
+                report.parked += 1
+            else:
                 failed_keys.add(key)
         else:
             if result.reason in CREDENTIAL_CODES:
@@ -108,15 +97,16 @@ def replicate_batch(
 
 
 def _emit(report: BatchReport) -> None:
-    metrics.add_metric(name="ChangesApplied", unit=MetricUnit.Count, value=report.applied)
-    metrics.add_metric(name="ChangesStale", unit=MetricUnit.Count, value=report.stale)
-    metrics.add_metric(name="ChangesCoalesced", unit=MetricUnit.Count, value=report.coalesced)
-    metrics.add_metric(name="RecordsParked", unit=MetricUnit.Count, value=report.parked)
-    metrics.add_metric(name="RecordsRetried", unit=MetricUnit.Count, value=report.failed)
-    metrics.add_metric(name="TtlDeletesSkipped", unit=MetricUnit.Count, value=report.skipped_ttl)
-    metrics.add_metric(name="WriteRequests", unit=MetricUnit.Count, value=report.write_requests)
-    if report.lags_ms:
-        metrics.add_metric(name="ReplicationLag", unit=MetricUnit.Milliseconds, value=max(report.lags_ms))
+    counts = {
+        "ChangesApplied": report.applied,
+        "ChangesStale": report.stale,
+        "ChangesCoalesced": report.coalesced,
+        "RecordsParked": report.parked,
+        "RecordsRetried": report.failed,
+        "TtlDeletesSkipped": report.skipped_ttl,
+        "WriteRequests": report.write_requests,
+    }
+    publish(counts, lags_ms=report.lags_ms)
     for listener in report_listeners:
         listener(report)
 
@@ -152,11 +142,14 @@ class Runtime:
 def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_replicator_settings()
-    sqs = boto3.client("sqs", config=client_config(max_attempts=5))
     tombstones = (
         Tombstones(settings.tombstone_table, settings.tombstone_days * 86400) if settings.tombstone_table else None
     )
-    return Runtime(settings, ParkingLot(sqs, settings.parking_queue_url, source="table_replicator"), tombstones)
+    return Runtime(
+        settings,
+        ParkingLot(settings.parking_queue_url, source="table_replicator", region=settings.aws_region),
+        tombstones,
+    )
 
 
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -167,13 +160,7 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not records:
         return {"batchItemFailures": []}
     failed, report = replicate_batch(records, settings=rt.settings, writer=writer, parking=rt.parking)
-
-    def settle(record: DynamoDBRecord) -> None:
-        if id(record.raw_event) in failed:
-            raise RecordFailed("write will be retried in stream order")
-
-    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
-    response = process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+    response = settle(event, failed, EventType.DynamoDBStreams, context)
     _emit(report)
     logger.info("batch done", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
     return dict(response)

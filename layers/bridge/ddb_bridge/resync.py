@@ -5,8 +5,9 @@ newer value (ordered mode writes unconditionally). So the replay re-reads the ke
 from the source (consistent read) and sends it through the replicator as a fresh stream record:
 MODIFY with the current image, or REMOVE when the item is gone. Run it while writes are frozen (the
 cut-over drain) in `ordered` mode; any time in `lww` mode, where versions make it race-free.
+It is `ddb_bridge.replay` with that one step added: the same bounded take, tally and visibility rules.
 
-    python -m ddb_bridge.resync --queue-url URL --source-table orders --function-name REPLICATOR [--dry-run]
+    python -m ddb_bridge.resync --queue-url URL --source-table orders --function REPLICATOR [--dry-run]
 """
 
 from __future__ import annotations
@@ -15,38 +16,14 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
 
+from .clients import client_config
 from .codec import decode_image, encode_image
-from .parking import record_of
-
-Apply = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@dataclass
-class ResyncReport:
-    """What a resync did."""
-
-    resynced: int = 0
-    deleted: int = 0
-    failed: int = 0
-    unkeyed: int = 0
-    keys: list[str] = field(default_factory=list)
-
-
-def parked_messages(sqs: Any, queue_url: str, *, visibility_s: int = 300) -> Iterator[dict[str, Any]]:
-    """Every message of the parking queue, once (each stays invisible while it is handled)."""
-    while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=visibility_s).get(
-            "Messages", []
-        )
-        if not messages:
-            return
-        yield from messages
+from .replay import Invoke, ReplayReport, lambda_invoker, replay
 
 
 def fresh_record(parked: dict[str, Any], source: Any, source_table: str) -> dict[str, Any] | None:
@@ -76,60 +53,50 @@ def fresh_record(parked: dict[str, Any], source: Any, source_table: str) -> dict
 
 
 def resync(
-    *, sqs: Any, queue_url: str, source: Any, source_table: str, apply: Apply, dry_run: bool = False
-) -> ResyncReport:
-    """Resync every parked key; a message is deleted only once its key was applied without failure."""
-    report = ResyncReport()
-    for message in parked_messages(sqs, queue_url):
-        record = fresh_record(record_of(message["Body"]), source, source_table)
-        if record is None:
-            report.unkeyed += 1  # stays parked: nothing to re-read; inspect it by hand
-            continue
-        report.keys.append(json.dumps(record["dynamodb"]["Keys"], sort_keys=True))
-        if dry_run:
-            continue
-        response = apply({"Records": [record]})
-        if response.get("batchItemFailures"):
-            report.failed += 1
-            continue
-        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        if record["eventName"] == "REMOVE":
-            report.deleted += 1
-        else:
-            report.resynced += 1
-    return report
+    *,
+    sqs: Any,
+    queue_url: str,
+    source: Any,
+    source_table: str,
+    invoke: Invoke,
+    dry_run: bool = False,
+    max_messages: int = 1000,
+) -> ReplayReport:
+    """Resync every key parked by table_replicator; a message is deleted once its key applied.
+
+    A record with no usable key is skipped and stays parked for a human.
+    """
+    return replay(
+        sqs,
+        queue_url,
+        invoke,
+        source="table_replicator",
+        max_messages=max_messages,
+        dry_run=dry_run,
+        transform=lambda record: fresh_record(record, source, source_table),
+    )
 
 
-def lambda_apply(function_name: str, lambda_client: Any) -> Apply:
-    """Apply through the deployed replicator (same code, same role): a synchronous Lambda invoke."""
-
-    def apply(event: dict[str, Any]) -> dict[str, Any]:
-        response = lambda_client.invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
-        payload = json.loads(response["Payload"].read() or b"{}")
-        if response.get("FunctionError"):
-            return {"batchItemFailures": [{"itemIdentifier": "function-error"}], "error": payload}
-        return dict(payload)
-
-    return apply
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: resync the parked keys of one replicator."""
-    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.resync", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: resync the parked keys of one replicator; exit status 1 when some key still failed."""
+    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.resync", description=__doc__.split("\n")[0])
     parser.add_argument("--queue-url", required=True, help="the stack's ParkingQueueUrl output")
     parser.add_argument("--source-table", required=True)
-    parser.add_argument("--function-name", required=True, help="the stack's TableReplicatorFunctionName output")
+    parser.add_argument("--function", required=True, help="the stack's TableReplicatorFunctionName output")
     parser.add_argument("--region", default=None)
-    parser.add_argument("--dry-run", action="store_true", help="list the keys, change nothing")
+    parser.add_argument("--max", type=int, default=1000, help="at most this many messages (default 1000)")
+    parser.add_argument("--dry-run", action="store_true", help="count the parked messages by reason, change nothing")
     args = parser.parse_args(argv)
     session = boto3.Session(region_name=args.region)
+    config = client_config(max_attempts=5, read_timeout=900.0)
     report = resync(
-        sqs=session.client("sqs"),
+        sqs=session.client("sqs", config=config),
         queue_url=args.queue_url,
-        source=session.client("dynamodb"),
+        source=session.client("dynamodb", config=config),
         source_table=args.source_table,
-        apply=lambda_apply(args.function_name, session.client("lambda")),
+        invoke=lambda_invoker(session.client("lambda", config=config), args.function),
         dry_run=args.dry_run,
+        max_messages=args.max,
     )
     print(json.dumps(vars(report), indent=2))
     return 1 if report.failed else 0

@@ -179,6 +179,7 @@ class ReplicatorSettings:
     write_concurrency: int
     tombstone_table: str | None
     tombstone_days: int
+    aws_region: str | None = None  # this function's own region (AWS_REGION, set by Lambda)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReplicatorSettings:
@@ -195,6 +196,7 @@ class ReplicatorSettings:
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
             tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=_TABLE_RE, expects="a DynamoDB table name"),
             tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
+            aws_region=env.optional("AWS_REGION", pattern=_REGION_RE, expects="an AWS region"),
         )
 
 
@@ -406,6 +408,7 @@ class RelaySettings:
     pack_bytes: int
     pack_buckets: int
     write_concurrency: int
+    aws_region: str | None = None  # this function's own region (AWS_REGION, set by Lambda)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RelaySettings:
@@ -443,6 +446,7 @@ class RelaySettings:
             pack_bytes=env.integer("RELAY_PACK_BYTES", 256 * 1024, minimum=1, maximum=4 * 1024 * 1024),
             pack_buckets=env.integer("RELAY_PACK_BUCKETS", 8, minimum=1, maximum=256),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
+            aws_region=env.optional("AWS_REGION", pattern=_REGION_RE, expects="an AWS region"),
         )
 
 
@@ -457,6 +461,7 @@ class ApplierSettings:
     versions: VersionAttrs
     parking_queue_url: str
     write_concurrency: int
+    aws_region: str | None = None  # this function's own region (AWS_REGION, set by Lambda)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApplierSettings:
@@ -472,6 +477,7 @@ class ApplierSettings:
                 "PARKING_QUEUE_URL", pattern=_QUEUE_URL_RE, expects="the URL of the SQS parking queue"
             ),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
+            aws_region=env.optional("AWS_REGION", pattern=_REGION_RE, expects="an AWS region"),
         )
 
 
