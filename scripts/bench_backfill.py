@@ -111,6 +111,7 @@ def run() -> dict[str, Any]:
             {
                 "writeMode": "overwrite",
                 "totalSegments": SEGMENTS,
+                "pageSize": PAGE,
                 "throughputPercent": 100,
                 "maxWriteUnitsPerSecond": 10_000_000,
                 "maxReadUnitsPerSecond": 10_000_000,
