@@ -33,7 +33,7 @@ from . import moto_patches
 from .kinesis import Faults, FlakyPutRecords, KinesisPoller, revoke_keys
 from .lambdas import ROOT, LocalFunction
 from .streams import StreamPoller, lambda_record
-from .world import KeySchema, canonical_key, create_table
+from .world import KeySchema, canonical_key, create_table, read_parked
 
 REGION_A = "cn-north-1"  # Beijing, partition aws-cn
 REGION_B = "ap-southeast-1"  # Singapore, partition aws
@@ -180,14 +180,7 @@ class Side:
 
     def parked(self) -> list[dict[str, Any]]:
         """Every message in the parking queue (bodies parsed; left invisible for 5 minutes)."""
-        out: list[dict[str, Any]] = []
-        while True:
-            msgs = self.sqs.receive_message(
-                QueueUrl=self.parking_url, MaxNumberOfMessages=10, VisibilityTimeout=300
-            ).get("Messages", [])
-            if not msgs:
-                return out
-            out.extend(json.loads(m["Body"]) for m in msgs)
+        return read_parked(self.sqs, self.parking_url)
 
     def clear_parked(self) -> None:
         """Delete every message of the parking queue (PurgeQueue works once a minute)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -106,16 +107,19 @@ class OneWayWorld:
 
     def parked(self) -> list[dict[str, Any]]:
         """Every message in the parking queue (bodies parsed)."""
-        import json
+        return read_parked(self.sqs, self.parking_url)
 
-        out: list[dict[str, Any]] = []
-        while True:
-            msgs = self.sqs.receive_message(
-                QueueUrl=self.parking_url, MaxNumberOfMessages=10, VisibilityTimeout=300
-            ).get("Messages", [])
-            if not msgs:
-                return out
-            out.extend(json.loads(m["Body"]) for m in msgs)
+
+def read_parked(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every message in a parking queue, bodies parsed (each left invisible for 5 minutes)."""
+    out: list[dict[str, Any]] = []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=300).get(
+            "Messages", []
+        )
+        if not msgs:
+            return out
+        out.extend(json.loads(m["Body"]) for m in msgs)
 
 
 def one_way_world(key_schema: KeySchema | None = None, *, name: str | None = None) -> OneWayWorld:
