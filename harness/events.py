@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -28,3 +29,17 @@ def key_schema_of(event: dict[str, Any]) -> list[tuple[str, str]]:
         if keys:
             return [(name, next(iter(value))) for name, value in keys.items()]
     raise ValueError("no record in the event has Keys")
+
+
+def oracle_value(value: dict[str, Any]) -> dict[str, Any]:
+    """Lambda JSON to client form, written apart from the layer's codec so tests can check it against it."""
+    ((tag, inner),) = value.items()
+    if tag == "B":
+        return {"B": base64.b64decode(inner)}
+    if tag == "BS":
+        return {"BS": [base64.b64decode(v) for v in inner]}
+    if tag == "M":
+        return {"M": {k: oracle_value(v) for k, v in inner.items()}}
+    if tag == "L":
+        return {"L": [oracle_value(v) for v in inner]}
+    return {tag: inner}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.bidirectional import TwoRegions
-from harness.events import EVENTS, load
+from harness.events import EVENTS, load, oracle_value
 from harness.lww import canonical_item
 from harness.moto_server import LocalAws
 from harness.world import canonical_key
@@ -34,19 +34,6 @@ def pack_of(record: dict) -> dict | None:
     return body if isinstance(body, dict) and body.get("v") == 1 and body.get("o") else None
 
 
-def client_form(value: dict) -> dict:
-    ((tag, inner),) = value.items()
-    if tag == "B":
-        return {"B": base64.b64decode(inner)}
-    if tag == "BS":
-        return {"BS": [base64.b64decode(v) for v in inner]}
-    if tag == "M":
-        return {"M": {k: client_form(v) for k, v in inner.items()}}
-    if tag == "L":
-        return {"L": [client_form(v) for v in inner]}
-    return {tag: inner}
-
-
 def oracle(event: dict, tag: str) -> tuple[dict[str, dict], int]:
     """The table after the event (from empty), and how many records must be parked."""
     best: dict[str, tuple[tuple, dict | None]] = {}
@@ -58,9 +45,9 @@ def oracle(event: dict, tag: str) -> tuple[dict[str, dict], int]:
             continue
         for c in pack["c"]:
             order = ((1, c["t"], c["r"]) if "t" in c else (0,), c["op"] == "D")
-            key = canonical_key({k: client_form(v) for k, v in c["k"].items()})
+            key = canonical_key({k: oracle_value(v) for k, v in c["k"].items()})
             if key not in best or order > best[key][0]:
-                best[key] = (order, None if c["op"] == "D" else {k: client_form(v) for k, v in c["i"].items()})
+                best[key] = (order, None if c["op"] == "D" else {k: oracle_value(v) for k, v in c["i"].items()})
     return {k: canonical_item(item) for k, (_, item) in best.items() if item is not None}, parked
 
 

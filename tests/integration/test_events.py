@@ -6,26 +6,11 @@ records applied one by one in stream order.
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
-from harness.events import key_schema_of, load, stream_events
+from harness.events import key_schema_of, load, oracle_value, stream_events
 from harness.lambdas import LocalFunction
 from harness.world import canonical_key, one_way_world, scan_all
-
-
-def oracle_value(value: dict) -> dict:
-    ((tag, inner),) = value.items()
-    if tag == "B":
-        return {"B": base64.b64decode(inner)}
-    if tag == "BS":
-        return {"BS": [base64.b64decode(v) for v in inner]}
-    if tag == "M":
-        return {"M": {k: oracle_value(v) for k, v in inner.items()}}
-    if tag == "L":
-        return {"L": [oracle_value(v) for v in inner]}
-    return {tag: inner}
 
 
 def oracle(event: dict, replicate_ttl: bool) -> tuple[dict, int]:
