@@ -322,3 +322,42 @@ def test_stream_lag_is_measured(aws):
     StreamPoller(world.streams, world.stream_arn, fn.invoke).drain()
     lags = [lag for r in reports for lag in r.lags_ms]
     assert len(lags) == 1 and 200 <= lags[0] < 10_000
+
+
+def test_a_record_that_cannot_be_parked_is_retried_not_dropped(aws):
+    # GIVEN a poison record (bad base64) and a parking queue that refuses messages for now
+    world = one_way_world()
+    fn = LocalFunction("table_replicator", world.replicator_env())
+    sqs = fn.layer_module("ddb_bridge.replicator").runtime().parking.sqs
+    fault = inject(sqs, "SendMessage", Fault("AccessDenied", times=1))
+    records = [
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "ok"}},
+                "NewImage": {"pk": {"S": "ok"}},
+                "SequenceNumber": "1",
+                "ApproximateCreationDateTime": 1,
+            },
+        },
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "bad"}},
+                "NewImage": {"b": {"B": "@@"}},
+                "SequenceNumber": "2",
+                "ApproximateCreationDateTime": 1,
+            },
+        },
+    ]
+    # WHEN the batch is handled
+    response = fn.invoke({"Records": records})
+    # THEN the poison record is reported for retry (not lost), the good one is applied, nothing is parked
+    assert fault.injected == 1
+    assert response == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert set(scan_all(world.target, world.target_table)) == {'{"pk":{"S":"ok"}}'}
+    assert world.parked() == []
+    # AND when Lambda redelivers from that record and SQS works again, it is parked whole
+    assert fn.invoke({"Records": records[1:]}) == {"batchItemFailures": []}
+    (parked,) = world.parked()
+    assert parked["reason"] == "MalformedRecord" and parked["record"] == records[1]
