@@ -20,11 +20,15 @@ import json
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -199,8 +203,29 @@ _install_lock = threading.Lock()
 _moto_originals: dict[str, Any] = {}
 
 
-def install() -> LambdaBridge:
-    """Patch moto (once per process): bridged invokes run here; stream -> mapping delivery is off."""
+def _remote_invoke(host_url: str, name: str, event: Any) -> tuple[bytes, bool] | None:
+    """Run an invocation in the process that deployed the function (`serve`); None if it has no such function."""
+    request = urllib.request.Request(
+        f"{host_url}/invoke/{urllib.parse.quote(name)}",
+        data=json.dumps(event).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.read(), response.headers.get("X-Function-Error") == "Unhandled"
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def install(remote: str | None = None) -> LambdaBridge:
+    """Patch moto (once per process): bridged invokes run here, or where `remote` serves them.
+
+    `remote` is set when moto runs in a process of its own (`moto_server.start_process`). Either way,
+    moto's own stream -> mapping delivery is off.
+    """
     global _installed
     with _install_lock:
         if _installed:
@@ -214,11 +239,14 @@ def install() -> LambdaBridge:
             self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
         ) -> Any:
             name = function_name.rsplit(":function:", 1)[-1].split(":", 1)[0]
-            if not BRIDGE.handles(name):
+            if remote is None and not BRIDGE.handles(name):
                 return original(self, function_name, qualifier, body, headers, response_headers)
             self.get_function(function_name, qualifier)  # ResourceNotFound as AWS would say it
             event = json.loads(body) if body else {}
-            payload, errored = BRIDGE.invoke(name, event)
+            answer = BRIDGE.invoke(name, event) if remote is None else _remote_invoke(remote, name, event)
+            if answer is None:
+                return original(self, function_name, qualifier, body, headers, response_headers)
+            payload, errored = answer
             if errored:
                 response_headers["x-amz-function-error"] = "Unhandled"
             response_headers["x-amz-executed-version"] = "$LATEST"
@@ -229,6 +257,42 @@ def install() -> LambdaBridge:
         models.LambdaBackend.send_dynamodb_items = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
         _installed = True
         return BRIDGE
+
+
+class _InvokeHandler(BaseHTTPRequestHandler):
+    """POST /invoke/<function>: the event in, the payload out (X-Function-Error: Unhandled on an error)."""
+
+    def do_POST(self) -> None:
+        name = urllib.parse.unquote(self.path.removeprefix("/invoke/"))
+        event = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if not self.path.startswith("/invoke/") or not BRIDGE.handles(name):
+            self.send_error(404, f"no bridged function {name!r} here")
+            return
+        payload, errored = BRIDGE.invoke(name, event)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        if errored:
+            self.send_header("X-Function-Error", "Unhandled")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: invocations are counted by the bridge."""
+
+
+def serve() -> tuple[str, Callable[[], None]]:
+    """Serve this process's bridged functions to a moto running elsewhere; returns (url, stop)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _InvokeHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="lambda-host", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_address[1]}", stop
 
 
 @contextmanager

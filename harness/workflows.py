@@ -60,7 +60,9 @@ def start(
     )
 
 
-def wait(execution_arn: str, *, timeout_s: float = 60.0, sfn: Any | None = None) -> dict[str, Any]:
+def wait(
+    execution_arn: str, *, timeout_s: float = 60.0, sfn: Any | None = None, poll_s: float = 0.05
+) -> dict[str, Any]:
     """Wait for the execution to end; returns DescribeExecution with `output` parsed."""
     sfn = sfn or boto3.client("stepfunctions")
     deadline = time.monotonic() + timeout_s
@@ -72,7 +74,7 @@ def wait(execution_arn: str, *, timeout_s: float = 60.0, sfn: Any | None = None)
             return dict(desc)
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution {execution_arn} still {desc['status']} after {timeout_s} s")
-        time.sleep(0.05)
+        time.sleep(poll_s)
 
 
 def run(

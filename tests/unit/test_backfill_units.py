@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
+import threading
+from typing import Any
 
 import pytest
 
 from ddb_bridge.apply import Tombstones
 from ddb_bridge.backfill import (
+    BackfillClients,
     InvalidInput,
     LiveWriter,
     RateLimiter,
+    Written,
+    _copy_loop,
+    _Progress,
     default_segments,
     parse_input,
     read_units,
@@ -177,3 +183,86 @@ def test_backfill_settings_name_the_bad_variable() -> None:
         BackfillSettings.from_env({**env, "TARGET_REGION": "cn-north-1"})
     with pytest.raises(SettingsError, match="BACKFILL_WRITE_CONCURRENCY"):
         BackfillSettings.from_env({**env, "BACKFILL_WRITE_CONCURRENCY": "0"})
+
+
+# ---- the copy loop's read-ahead ----------------------------------------------------------------------------
+class PagedSource:
+    """A source table of `pages` pages of 3 items; records every Scan's start key, in order."""
+
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+        self.starts: list[Any] = []
+        self.lock = threading.Lock()
+        self.scanned = threading.Condition(self.lock)
+
+    def scan(self, **kwargs: Any) -> dict[str, Any]:
+        start = kwargs.get("ExclusiveStartKey")
+        page = 0 if start is None else int(start["pk"]["S"].removeprefix("end-of-")) + 1
+        with self.scanned:
+            self.starts.append(start)
+            self.scanned.notify_all()
+        out: dict[str, Any] = {"Items": [{"pk": {"S": f"p{page}-{i}"}} for i in range(3)]}
+        if page + 1 < self.pages:
+            out["LastEvaluatedKey"] = {"pk": {"S": f"end-of-{page}"}}
+        return out
+
+
+class Recorder:
+    """A writer and a checkpoint store that record what reaches them."""
+
+    def __init__(self, source: PagedSource, clock: FakeClock, *, wait_for_read_ahead: bool = False) -> None:
+        self.source = source
+        self.clock = clock
+        self.wait = wait_for_read_ahead
+        self.written: list[str] = []
+        self.saved: list[Any] = []
+
+    def write(self, items: list[dict[str, Any]]) -> Written:
+        page = int(items[0]["pk"]["S"].split("-")[0].removeprefix("p"))
+        if self.wait and page + 1 < self.source.pages:
+            with self.source.scanned:  # the next page's Scan must start while this page is being written
+                assert self.source.scanned.wait_for(lambda: len(self.source.starts) > page + 1, timeout=5), (
+                    f"page {page + 1} was not read while page {page} was written"
+                )
+        self.written += [i["pk"]["S"] for i in items]
+        self.clock.t += 1  # a page takes a second to write
+        return Written(copied=len(items), requests=1)
+
+    def save(self, backfill_id: str, segment: int, owner: str, progress: dict[str, Any]) -> None:
+        self.saved.append(progress["lastEvaluatedKey"])
+
+
+def _loop(source: PagedSource, recorder: Recorder, progress: _Progress, clock: FakeClock, budget: float) -> None:
+    env = {"AWS_REGION": "us-east-1", "SOURCE_TABLE_NAME": "src", "TARGET_TABLE_NAME": "dst"}
+    settings = BackfillSettings.from_env({**env, "BACKFILL_PROGRESS_TABLE": "progress"})
+    clients = BackfillClients(source=source, target=None, now=clock.now, sleep=clock.sleep)  # type: ignore[arg-type]
+    state = {"backfillId": "b", "segment": 0, "totalSegments": 1, "pageSize": 3}
+    _copy_loop(state, settings, clients, recorder, "me", progress, clock.now(), budget, recorder)  # type: ignore[arg-type]
+
+
+def test_copy_loop_reads_the_next_page_while_it_writes_this_one() -> None:
+    source = PagedSource(pages=4)
+    clock = FakeClock()
+    recorder = Recorder(source, clock, wait_for_read_ahead=True)
+    progress = _Progress()
+    _loop(source, recorder, progress, clock, budget=60)
+    assert recorder.written == [f"p{p}-{i}" for p in range(4) for i in range(3)]
+    assert len(source.starts) == 4  # each page read once
+    assert progress.done and progress.copied == 12 and progress.pages == 4
+    assert [k and k["pk"]["S"] for k in recorder.saved] == ["end-of-0", "end-of-1", "end-of-2", None]
+
+
+def test_a_page_read_ahead_but_not_written_is_read_again_by_the_next_call() -> None:
+    source = PagedSource(pages=3)
+    clock = FakeClock()
+    recorder = Recorder(source, clock)
+    progress = _Progress()
+    _loop(source, recorder, progress, clock, budget=2)  # time is up after the first page
+    assert recorder.written == ["p0-0", "p0-1", "p0-2"]
+    assert progress.last_key == {"pk": {"S": "end-of-0"}} and not progress.done
+    assert source.starts == [None, {"pk": {"S": "end-of-0"}}]  # page 1 was read ahead, then dropped
+
+    _loop(source, recorder, progress, clock, budget=60)  # the next call resumes from the checkpoint
+    assert recorder.written == [f"p{p}-{i}" for p in range(3) for i in range(3)]  # each item once
+    assert source.starts[2] == {"pk": {"S": "end-of-0"}}  # page 1 read again, from the checkpoint
+    assert progress.done and progress.copied == 9

@@ -725,6 +725,13 @@ def _copy_loop(
     budget_seconds: float,
     writer: OverwriteWriter | LiveWriter,
 ) -> None:
+    """Scan -> write -> checkpoint, page after page, reading the next page while this one is written.
+
+    The read-ahead hides the Scan's latency behind the writes. It never moves the checkpoint: that
+    advances only after a page is written, so a page read ahead and not written (the call's time is up,
+    or it failed) is read again by the next call. The rate limit counts a page when it arrives, so the
+    read-ahead adds at most one page to the limiter's one second of burst.
+    """
     live = isinstance(writer, LiveWriter)
     reads = RateLimiter(float(state.get("readUnitsPerSecond") or 0), clients.now, clients.sleep)
     writes = RateLimiter(float(state.get("writeUnitsPerSecond") or 0), clients.now, clients.sleep)
@@ -735,32 +742,38 @@ def _copy_loop(
         "Limit": int(state.get("pageSize") or 1000),
         "ConsistentRead": bool(state.get("consistentRead", True)),
     }
+
+    def read(start: Json | None) -> Json:
+        return dict(clients.source.scan(**scan, **({"ExclusiveStartKey": start} if start else {})))
+
     slowest_page = 0.0
-    while not progress.done:
-        page_started = clients.now()
-        if progress.last_key:
-            scan["ExclusiveStartKey"] = decode_image(progress.last_key)
-        page = clients.source.scan(**scan)
-        items = page.get("Items", [])
-        sizes = [item_size(i) for i in items]
-        reads.spend(read_units(sizes, scan["ConsistentRead"]))
-        written = writer.write(items) if items else Written()
-        writes.spend(write_units(sizes, transactional=live))
-        lek = page.get("LastEvaluatedKey")
-        progress.copied += written.copied
-        progress.skipped += written.skipped
-        progress.retries += written.retries
-        progress.requests += written.requests
-        progress.scanned += len(items)
-        progress.pages += 1
-        progress.last_key = encode_image(lek) if lek else None
-        progress.done = lek is None
-        progress.seconds_throttled = reads.waited + writes.waited
-        store.save(str(state["backfillId"]), int(state["segment"]), owner, progress.as_json())
-        now = clients.now()
-        slowest_page = max(slowest_page, now - page_started)
-        if now - started + slowest_page * 1.5 > budget_seconds:
-            return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
+        next_page = reader.submit(read, decode_image(progress.last_key) if progress.last_key else None)
+        while not progress.done:
+            page_started = clients.now()
+            page = next_page.result()
+            lek = page.get("LastEvaluatedKey")
+            if lek:
+                next_page = reader.submit(read, lek)
+            items = page.get("Items", [])
+            sizes = [item_size(i) for i in items]
+            reads.spend(read_units(sizes, scan["ConsistentRead"]))
+            written = writer.write(items) if items else Written()
+            writes.spend(write_units(sizes, transactional=live))
+            progress.copied += written.copied
+            progress.skipped += written.skipped
+            progress.retries += written.retries
+            progress.requests += written.requests
+            progress.scanned += len(items)
+            progress.pages += 1
+            progress.last_key = encode_image(lek) if lek else None
+            progress.done = lek is None
+            progress.seconds_throttled = reads.waited + writes.waited
+            store.save(str(state["backfillId"]), int(state["segment"]), owner, progress.as_json())
+            now = clients.now()
+            slowest_page = max(slowest_page, now - page_started)
+            if now - started + slowest_page * 1.5 > budget_seconds:
+                return
 
 
 # ---- dispatch, the Lambda ----------------------------------------------------------------------------------

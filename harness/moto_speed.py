@@ -1,0 +1,108 @@
+"""A fast path for moto's JSON serialisation of DynamoDB items (AttributeValue), same bytes out.
+
+moto 5.2.5 serialises every response through its generic, model-driven serializer. For an
+AttributeValue it asks its attribute picker for each of the ten members (S, N, B, SS, NS, BS, M, L,
+NULL, BOOL), each under two spellings, for every attribute of every item: a Scan page costs ~0.4 ms of
+CPU per item, about 75% of moto's whole Scan, where DynamoDB's cost per item read is microseconds.
+That cost falls on anything that reads many items (the tests' table comparisons, the demo, the
+benchmarks) and distorts the backfill benchmark in particular: both the backfill and its baseline
+scan every item once, but only the baseline pays a whole request per item on the write side.
+
+The fast path writes the member that is there, with the same per-type conversions as the stock
+serializer (blob: base64; string members: `str`; lists, maps and nested values recursively), and
+hands anything it does not recognise back to the stock code. `tests/unit/test_moto_speed.py` checks
+that both produce the same JSON for generated items of every type, including through a real server.
+Set `MOTO_STOCK_SERIALIZER=1` to run without it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_installed = False
+_lock = threading.Lock()
+_fast = True
+_SCALARS = frozenset({"S", "N"})
+_SETS = frozenset({"SS", "NS"})
+_FLAGS = frozenset({"NULL", "BOOL"})
+
+
+class _Unknown(Exception):
+    """A value the fast path does not handle: the stock serializer takes it."""
+
+
+def _string(value: Any) -> Any:
+    """What moto's JSON serializer does to a string member."""
+    return str(value) if value not in [None, {}, []] else value
+
+
+def wire(value: Any, b64: Any) -> dict[str, Any]:
+    """The JSON form of one AttributeValue as moto holds it in a response ({type: value}), or _Unknown."""
+    if type(value) is not dict or len(value) != 1:
+        raise _Unknown
+    ((kind, inner),) = value.items()
+    if inner is None:
+        raise _Unknown
+    if kind in _SCALARS:
+        return {kind: _string(inner)}
+    if kind == "B":
+        return {"B": b64(inner)}
+    if kind == "M":
+        if type(inner) is not dict:
+            raise _Unknown
+        return {"M": {str(k): wire(v, b64) for k, v in inner.items()}}
+    if kind == "L":
+        if type(inner) is not list:
+            raise _Unknown
+        return {"L": [wire(v, b64) for v in inner]}
+    if kind in _SETS:
+        if type(inner) is not list:
+            raise _Unknown
+        return {kind: [_string(v) for v in inner]}
+    if kind == "BS":
+        if type(inner) is not list:
+            raise _Unknown
+        return {"BS": [b64(v) for v in inner]}
+    if kind in _FLAGS:
+        return {kind: inner}
+    raise _Unknown
+
+
+def install() -> None:
+    """Patch moto's JSON serializer (once per process) unless MOTO_STOCK_SERIALIZER is set."""
+    global _installed
+    if os.environ.get("MOTO_STOCK_SERIALIZER", "").lower() in ("1", "true", "yes"):
+        return
+    with _lock:
+        if _installed:
+            return
+        from moto.core.serialize import BaseJSONSerializer
+
+        stock = BaseJSONSerializer._serialize_type_structure
+
+        def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+            if _fast and key and shape.name == "AttributeValue" and not shape.serialization.get("name"):
+                try:
+                    serialized[key] = wire(value, self._base64)
+                    return
+                except _Unknown:
+                    pass
+            stock(self, serialized, value, shape, key)
+
+        BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
+        _installed = True
+
+
+@contextmanager
+def stock() -> Iterator[None]:
+    """Serialize with moto's own code inside the block (tests compare the two)."""
+    global _fast
+    _fast = False
+    try:
+        yield
+    finally:
+        _fast = True
