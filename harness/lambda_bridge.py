@@ -5,7 +5,9 @@ bridge patches `moto.awslambda.models.LambdaBackend.invoke`: an invoke of a func
 the bridge runs its handler here, with Lambda's response contract (payload, or an `Unhandled` function
 error whose `errorType` is the exception's class name, as the Python runtime reports it). Each
 concurrent invocation gets its own sandbox (a `LocalFunction`: own cold start, own layer modules),
-the way Lambda scales out, so the inline and distributed Map states really run in parallel.
+the way Lambda scales out, so the inline and distributed Map states really run in parallel. When moto
+runs in a process of its own (`moto_server.start_process`), its patched invoke posts each invocation
+to the process that deployed the function, which runs it the same way (`serve`).
 
 It also turns off moto's own delivery from DynamoDB streams to event source mappings: moto invokes
 even a *disabled* mapping on every write and then empties the shard, so a mapping could never be
@@ -203,6 +205,9 @@ _install_lock = threading.Lock()
 _moto_originals: dict[str, Any] = {}
 
 
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+
+
 def _remote_invoke(host_url: str, name: str, event: Any) -> tuple[bytes, bool] | None:
     """Run an invocation in the process that deployed the function (`serve`); None if it has no such function."""
     request = urllib.request.Request(
@@ -212,7 +217,7 @@ def _remote_invoke(host_url: str, name: str, event: Any) -> tuple[bytes, bool] |
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request) as response:
+        with _LOOPBACK.open(request) as response:
             return response.read(), response.headers.get("X-Function-Error") == "Unhandled"
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

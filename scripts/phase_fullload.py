@@ -68,8 +68,10 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     world = load_world(TableShape(key_schema=[("pk", "S")], gsi=None))
     world.seed([every_type_item(i) for i in range(items)])
     replicator = world.deploy_replicator(POWERTOOLS_SERVICE_NAME="demo-replicator")
-    reports: list[Any] = []  # table_replicator's batch reports (write requests, lag)
-    replicator.layer_module("ddb_bridge.replicator").report_listeners.append(reports.append)
+    timed: list[tuple[float, Any]] = []  # (arrival in ms, table_replicator's batch report)
+    replicator.layer_module("ddb_bridge.replicator").report_listeners.append(
+        lambda r: timed.append((time.time() * 1000, r))
+    )
     world.create_mapping()
     machine = world.full_load_machine()
     log(
@@ -117,12 +119,15 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     deadline = time.monotonic() + 600
     while not caught_up(watcher.poller.stats.batches, 1000) and time.monotonic() < deadline:
         time.sleep(0.2)
-    tip = len(reports)
+    tip_ms = time.time() * 1000
     log("live", f"caught up with the stream's tip; live replication for {live_seconds:.0f}s more")
     time.sleep(live_seconds)
     traffic.stop()
     watcher.drain()
-    live_lags = [lag for r in reports[tip:] for lag in r.lags_ms]
+    # The live lag is that of the changes made from now on: a batch after the tip may still carry
+    # changes from the replay (made during the full load), whose age is the replay's, not the lag.
+    live_lags = [lag for at, r in timed for lag in r.lags_ms if at - lag >= tip_ms]
+    reports = [r for _, r in timed]
     records = sum(r.records for r in reports)
     source = scan_all(world.source, world.source_table)
     target = scan_all(world.target, world.target_table)

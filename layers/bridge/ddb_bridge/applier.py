@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.batch import EventType
 
-from .apply import Outcome, TableWriter, Tombstones
+from .apply import LocalTable, Outcome, TableWriter
 from .batch import park_or_retry, publish, settle
 from .changes import Change, Op
-from .clients import client_config
 from .codec import MalformedImage, decode_image
 from .errors import PermanentError
 from .observability import logger
@@ -179,30 +177,17 @@ class Runtime:
 
     settings: ApplierSettings
     parking: ParkingLot
-    dynamodb: Any
-    tombstones: Tombstones
-
-    def writer(self) -> TableWriter:
-        """The local table's last-writer-wins writer, with tombstones and echo markers."""
-        return TableWriter.bidirectional(
-            self.dynamodb,
-            self.settings.table,
-            attrs=self.settings.versions,
-            tombstones=self.tombstones,
-            concurrency=self.settings.write_concurrency,
-        )
+    local: LocalTable
 
 
 @cache
 def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_applier_settings()
-    dynamodb = boto3.client("dynamodb", config=client_config(pool=settings.write_concurrency + 2))
     return Runtime(
         settings,
         ParkingLot(settings.parking_queue_url, source="relay_applier", region=settings.aws_region),
-        dynamodb,
-        Tombstones(settings.tombstone_table, settings.tombstone_days * 86400),
+        LocalTable.of(settings),
     )
 
 
@@ -212,7 +197,7 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
-    failed, report = apply_batch(records, settings=rt.settings, writer=rt.writer(), parking=rt.parking)
+    failed, report = apply_batch(records, settings=rt.settings, writer=rt.local.writer(), parking=rt.parking)
     response = settle(event, failed, EventType.KinesisDataStreams, context)
     _emit(report)
     logger.info("batch applied", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})

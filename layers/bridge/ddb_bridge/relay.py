@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.batch import EventType
 
-from .apply import TOMBSTONE_ATTRS, TableWriter, Tombstones
+from .apply import TOMBSTONE_ATTRS, LocalTable, TableWriter, Tombstones
 from .batch import park_or_retry, publish, settle
 from .changes import Change, Op, from_stream_record
 from .clients import client_config
@@ -392,25 +391,13 @@ class Runtime:
     settings: RelaySettings
     parking: ParkingLot
     peer: PeerStream
-    dynamodb: Any
-    tombstones: Tombstones
-
-    def writer(self) -> TableWriter:
-        """The local table's writer (tombstones, echo markers, repairs)."""
-        return TableWriter.bidirectional(
-            self.dynamodb,
-            self.settings.table,
-            attrs=self.settings.versions,
-            tombstones=self.tombstones,
-            concurrency=self.settings.write_concurrency,
-        )
+    local: LocalTable
 
 
 @cache
 def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_relay_settings()
-    dynamodb = boto3.client("dynamodb", config=client_config(pool=settings.write_concurrency + 2))
     keys = PeerKeys(settings.peer_keys) if settings.peer_keys else None
     peer = PeerStream(
         region=settings.peer_region,
@@ -424,8 +411,7 @@ def runtime() -> Runtime:
         settings,
         ParkingLot(settings.parking_queue_url, source="stream_relay", region=settings.aws_region),
         peer,
-        dynamodb,
-        Tombstones(settings.tombstone_table, settings.tombstone_days * 86400),
+        LocalTable.of(settings),
     )
 
 
@@ -435,7 +421,9 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
-    failed, report = relay_batch(records, settings=rt.settings, peer=rt.peer, writer=rt.writer(), parking=rt.parking)
+    failed, report = relay_batch(
+        records, settings=rt.settings, peer=rt.peer, writer=rt.local.writer(), parking=rt.parking
+    )
     response = settle(event, failed, EventType.DynamoDBStreams, context)
     _emit(report)
     logger.info("batch relayed", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
