@@ -85,7 +85,7 @@ def install_fixes() -> None:
     """
     moto_fixes.install()
     moto_patches.apply()
-    moto_speed.install()  # same JSON out, without moto's ~0.3 ms of CPU per item read (moto_speed.py)
+    moto_speed.install()  # same JSON out; a Scan costs ~0.09 ms per item instead of ~0.25 (moto_speed.py)
 
 
 def start(port: int | None = None) -> LocalAws:
