@@ -59,7 +59,7 @@ def both(operation: str, result: dict[str, Any]) -> tuple[str, str]:
         return fast, serialized(operation, result)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(items, max_size=4))
 def test_scan_and_get_item_bodies_are_the_same_with_the_fast_path(wire_items: list[dict[str, Any]]) -> None:
     stored = [Item(DynamoType({"S": "key"}), None, item) for item in wire_items]
