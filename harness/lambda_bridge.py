@@ -36,6 +36,7 @@ from typing import Any
 import boto3
 
 from .lambdas import FakeContext, LocalFunction
+from .moto_server import LOOPBACK
 
 DEFAULT_TIMEOUT_S = 900
 _LAMBDA_ROLE = "ddb-bridge-local-lambda"
@@ -205,9 +206,6 @@ _install_lock = threading.Lock()
 _moto_originals: dict[str, Any] = {}
 
 
-_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-
-
 def _remote_invoke(host_url: str, name: str, event: Any) -> tuple[bytes, bool] | None:
     """Run an invocation in the process that deployed the function (`serve`); None if it has no such function."""
     request = urllib.request.Request(
@@ -217,7 +215,7 @@ def _remote_invoke(host_url: str, name: str, event: Any) -> tuple[bytes, bool] |
         headers={"Content-Type": "application/json"},
     )
     try:
-        with _LOOPBACK.open(request) as response:
+        with LOOPBACK.open(request) as response:
             return response.read(), response.headers.get("X-Function-Error") == "Unhandled"
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 
 from . import moto_fixes, moto_patches, moto_speed
 
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local servers: never through a proxy
 SOURCE_ACCOUNT = "123456789012"  # moto's default account: where the replicator runs
 TARGET_ACCOUNT = "222222222222"  # reached only by STS AssumeRole
 
@@ -57,7 +58,7 @@ class LocalAws:
 
     def reset(self) -> None:
         """Forget every resource (between tests)."""
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
+        LOOPBACK.open(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
         self.enable_step_functions()
 
     def enable_step_functions(self) -> None:
@@ -66,7 +67,7 @@ class LocalAws:
         req = urllib.request.Request(
             f"{self.endpoint}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"}
         )
-        urllib.request.urlopen(req).read()
+        LOOPBACK.open(req).read()
 
 
 def point_at(port: int) -> None:
@@ -123,7 +124,7 @@ def start_process(port: int | None = None, *, timeout_s: float = 60.0) -> LocalA
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=5).read()
+            LOOPBACK.open(f"{endpoint}/moto-api/data.json", timeout=5).read()
             break
         except (urllib.error.URLError, ConnectionError):
             if child.poll() is not None or time.monotonic() > deadline:

@@ -22,7 +22,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import EventType
 
 from .apply import LocalTable, Outcome, TableWriter
-from .batch import park_or_retry, publish, settle
+from .batch import park_or_fail, publish, settle
 from .changes import Change, Op
 from .codec import MalformedImage, decode_image
 from .errors import PermanentError
@@ -95,7 +95,7 @@ def apply_batch(
         try:
             changes = changes_of(read_pack(record, settings.region_tag), record)
         except PermanentError as error:
-            _park(parking, record, error, report, parked, failed_records)
+            report.parked += park_or_fail(parking, record, error, failed_records, parked)
             continue
         for change in changes:
             report.changes += 1
@@ -128,7 +128,7 @@ def apply_batch(
         elif result is Outcome.DUPLICATE:
             report.duplicate += 1
         elif isinstance(result, PermanentError):
-            _park(parking, change.record, result, report, parked, failed_records)
+            report.parked += park_or_fail(parking, change.record, result, failed_records, parked)
         else:
             failed_keys.add(kid)
             logger.warning("write failed, will retry", extra={"reason": result.reason, "error": str(result)[:300]})
@@ -136,24 +136,6 @@ def apply_batch(
         failed_records.update(id(r) for r in holders[kid])
     report.failed = len(failed_records)
     return failed_records, report
-
-
-def _park(
-    parking: ParkingLot,
-    record: dict[str, Any],
-    error: PermanentError,
-    report: ApplierReport,
-    parked: set[int],
-    failed: set[int],
-) -> None:
-    """Park the whole Kinesis record once (replaying it re-applies every change in it: idempotent)."""
-    if id(record) in parked:
-        return
-    if park_or_retry(parking, record, error):
-        parked.add(id(record))
-        report.parked += 1
-    else:
-        failed.add(id(record))
 
 
 def _emit(report: ApplierReport) -> None:

@@ -26,6 +26,24 @@ def park_or_retry(parking: ParkingLot, record: dict[str, Any], error: PermanentE
     return True
 
 
+def park_or_fail(
+    parking: ParkingLot, record: dict[str, Any], error: PermanentError, failed: set[int], parked: set[int] | None = None
+) -> bool:
+    """Park the whole record; True when it was parked now.
+
+    When SQS cannot take it, the record's id joins `failed`, so it is retried instead of dropped. With
+    `parked`, a record that holds several changes is parked once, however many of them fail.
+    """
+    if parked is not None and id(record) in parked:
+        return False
+    if not park_or_retry(parking, record, error):
+        failed.add(id(record))
+        return False
+    if parked is not None:
+        parked.add(id(record))
+    return True
+
+
 def settle(event: dict[str, Any], failed: set[int], event_type: EventType, context: Any) -> dict[str, Any]:
     """The partial batch response: every record whose id is in `failed` is reported, through BatchProcessor.
 

@@ -26,7 +26,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import EventType
 
 from .apply import TOMBSTONE_ATTRS, LocalTable, TableWriter, Tombstones
-from .batch import park_or_retry, publish, settle
+from .batch import park_or_fail, publish, settle
 from .changes import Change, Op, from_stream_record
 from .clients import client_config
 from .codec import Image, decode_image
@@ -110,7 +110,7 @@ def relay_batch(
         try:
             change = from_stream_record(record, settings.versions, origin=settings.region_tag)
         except PermanentError as error:
-            _park_or_retry(parking, record, error, report, failed_records)
+            report.parked += park_or_fail(parking, record, error, failed_records)
             continue
         view = keys.setdefault(change.key_id, _Key())
         view.records.append(record)
@@ -318,7 +318,7 @@ def _forward(
         logger.warning("PutRecords failed, records will be retried", extra={"reason": error.reason})
     for index, permanent in result.rejected.items():
         for kid in out[index].key_ids:
-            _park_or_retry(parking, by_key[kid].record, permanent, report, failed_records)
+            report.parked += park_or_fail(parking, by_key[kid].record, permanent, failed_records)
 
 
 @dataclass
@@ -352,16 +352,7 @@ def _run_local(
             failed_keys.add(kid)
             logger.warning("local write failed, will retry", extra={"reason": result.reason})
         elif isinstance(result, PermanentError):
-            _park_or_retry(parking, records[kid], result, report, failed_records)
-
-
-def _park_or_retry(
-    parking: ParkingLot, record: dict[str, Any], error: PermanentError, report: RelayReport, failed: set[int]
-) -> None:
-    if park_or_retry(parking, record, error):
-        report.parked += 1
-    else:
-        failed.add(id(record))
+            report.parked += park_or_fail(parking, records[kid], result, failed_records)
 
 
 def _emit(report: RelayReport) -> None:

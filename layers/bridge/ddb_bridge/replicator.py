@@ -17,7 +17,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import EventType
 
 from .apply import Outcome, TableWriter, Tombstones
-from .batch import park_or_retry, publish, settle
+from .batch import park_or_fail, park_or_retry, publish, settle
 from .changes import Change, coalesce, from_stream_record
 from .clients import client_config, target_sessions
 from .errors import CREDENTIAL_CODES, PermanentError
@@ -56,10 +56,7 @@ def replicate_batch(
         try:
             change = from_stream_record(record, settings.versions)
         except PermanentError as error:
-            if park_or_retry(parking, record, error):
-                report.parked += 1
-            else:
-                failed_records.add(id(record))
+            report.parked += park_or_fail(parking, record, error, failed_records)
             continue
         if change.is_ttl and not settings.replicate_ttl_deletes:
             report.skipped_ttl += 1
