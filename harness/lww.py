@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddb_bridge.settings import VersionAttrs
-from ddb_bridge.versions import Version, rank, version_of
+from ddb_bridge.core.settings import VersionAttrs
+from ddb_bridge.core.versions import Version, rank, version_of
 
 from .world import canonical_key
 

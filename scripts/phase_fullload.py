@@ -69,7 +69,7 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     world.seed([every_type_item(i) for i in range(items)])
     replicator = world.deploy_replicator(POWERTOOLS_SERVICE_NAME="demo-replicator")
     timed: list[tuple[float, Any]] = []  # (arrival in ms, table_replicator's batch report)
-    replicator.layer_module("ddb_bridge.replicator").report_listeners.append(
+    replicator.layer_module("ddb_bridge.table.replicator").report_listeners.append(
         lambda r: timed.append((time.time() * 1000, r))
     )
     world.create_mapping()

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from ddb_bridge.packs import WireChange, encode
-from ddb_bridge.replay import replay
-from ddb_bridge.versions import Version
+from ddb_bridge.core.versions import Version
+from ddb_bridge.ops.replay import replay
+from ddb_bridge.relay.packs import WireChange, encode
 from harness.bidirectional import Delivery, TwoRegions
 from harness.lww import AHEAD_MS, Clock, Oracle, Writer, canonical_item, random_body
 from harness.world import canonical_key

@@ -8,7 +8,7 @@ from typing import Any
 
 from cfnlint.decode import decode
 
-from ddb_bridge.settings import ApplierSettings, RelaySettings
+from ddb_bridge.relay.settings import ApplierSettings, RelaySettings
 from harness.bidirectional import relay_filter_patterns, tombstone_table_spec
 
 ROOT = Path(__file__).resolve().parents[2]

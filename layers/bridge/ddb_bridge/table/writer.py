@@ -10,7 +10,6 @@ With `echo_markers` (bidirectional), every delete made by replication also leave
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import threading
@@ -19,22 +18,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from .changes import Change, Op
-from .clients import client_config
-from .codec import MAX_ITEM_BYTES, Image, item_size
-from .echoes import identity, marker_key
-from .errors import PermanentError, RetryableError, classify, error_code
-from .settings import VersionAttrs
-from .versions import Version, older_than, version_of
+from ..core.changes import Change, Op
+from ..core.codec import MAX_ITEM_BYTES, Image, item_size
+from ..core.errors import PermanentError, RetryableError, classify, error_code
+from ..core.settings import VersionAttrs
+from ..core.versions import Version, older_than, version_of
+from ..relay.echoes import identity
+from .tombstones import TOMBSTONE_ATTRS, Tombstones
 
 BATCH_WRITE_MAX = 25
-TOMBSTONE_ATTRS = VersionAttrs(ts="ts", origin="origin")
-_TOMBSTONE_KEY_MAX = 1024
 
 
 class Outcome(StrEnum):
@@ -46,39 +42,6 @@ class Outcome(StrEnum):
 
 
 Result = Outcome | PermanentError | RetryableError
-
-
-@dataclass(frozen=True)
-class Tombstones:
-    """A side table of deleted keys and their delete versions, expiring by TTL (`expires_at`)."""
-
-    table: str
-    ttl_seconds: int
-
-    @staticmethod
-    def key_of(key_id: str) -> dict[str, Any]:
-        """The tombstone table's key for an item key (hashed only when too long for a key)."""
-        if len(key_id.encode("utf-8")) > _TOMBSTONE_KEY_MAX:
-            key_id = "sha256:" + hashlib.sha256(key_id.encode("utf-8")).hexdigest()
-        return {"pk": {"S": key_id}}
-
-    def item(self, key_id: str, version: Version) -> Image:
-        """The tombstone written alongside a delete."""
-        return {
-            **self.key_of(key_id),
-            "ts": {"N": str(version.ts)},
-            "origin": {"S": version.origin},
-            "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
-        }
-
-    def marker(self, key_id: str, ident: str) -> Image:
-        """The echo marker of one item version removed or written by replication (see `echoes`)."""
-        return {**marker_key(key_id, ident), "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)}}
-
-    def get(self, client: Any, key_id: str) -> Version | None:
-        """The delete version remembered for a key, read consistently; None when there is none."""
-        found = client.get_item(TableName=self.table, Key=self.key_of(key_id), ConsistentRead=True).get("Item")
-        return version_of(found, TOMBSTONE_ATTRS)
 
 
 TRANSACT_MAX_ACTIONS = 100
@@ -560,55 +523,3 @@ def _key_identity(request: dict[str, Any], names: tuple[str, ...]) -> str:
         item = request["PutRequest"]["Item"]
         return _canonical({n: item[n] for n in names})
     return _canonical(request["DeleteRequest"]["Key"])
-
-
-class LocalTableSettings(Protocol):
-    """What the bidirectional functions (stream_relay, relay_applier) know of their region's table."""
-
-    @property
-    def table(self) -> str:
-        """The table's name."""
-
-    @property
-    def tombstone_table(self) -> str:
-        """Its tombstone table's name."""
-
-    @property
-    def tombstone_days(self) -> int:
-        """How long a tombstone lives."""
-
-    @property
-    def versions(self) -> VersionAttrs:
-        """The version stamp's attributes."""
-
-    @property
-    def write_concurrency(self) -> int:
-        """Concurrent write requests per batch."""
-
-
-@dataclass
-class LocalTable:
-    """A region's own table as the bidirectional functions write it: built once per cold start."""
-
-    dynamodb: Any
-    table: str
-    attrs: VersionAttrs
-    tombstones: Tombstones
-    concurrency: int
-
-    @classmethod
-    def of(cls, settings: LocalTableSettings) -> LocalTable:
-        """The table, its tombstones and a client sized for the write concurrency."""
-        return cls(
-            boto3.client("dynamodb", config=client_config(pool=settings.write_concurrency + 2)),
-            settings.table,
-            settings.versions,
-            Tombstones(settings.tombstone_table, settings.tombstone_days * 86400),
-            settings.write_concurrency,
-        )
-
-    def writer(self) -> TableWriter:
-        """A last-writer-wins writer with tombstones and echo markers (one per batch: it counts requests)."""
-        return TableWriter.bidirectional(
-            self.dynamodb, self.table, attrs=self.attrs, tombstones=self.tombstones, concurrency=self.concurrency
-        )

@@ -19,8 +19,8 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .codec import Image
-from .versions import Version
+from ..core.codec import Image
+from ..core.versions import Version
 
 MARKER_PREFIX = "echo#"
 

@@ -25,20 +25,22 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import EventType
 
-from .apply import TOMBSTONE_ATTRS, LocalTable, TableWriter, Tombstones
-from .batch import park_or_fail, publish, settle
-from .changes import Change, Op, from_stream_record
-from .clients import client_config
-from .codec import Image, decode_image
+from ..core.access import PeerKeys
+from ..core.batch import park_or_fail, publish, settle
+from ..core.changes import Change, Op, from_stream_record
+from ..core.clients import client_config
+from ..core.codec import Image, decode_image
+from ..core.errors import PermanentError, RetryableError
+from ..core.observability import MetricUnit, logger, metrics
+from ..core.parking import ParkingLot
+from ..core.versions import Version, rank, version_of
+from ..table.tombstones import TOMBSTONE_ATTRS, Tombstones
+from ..table.writer import TableWriter
 from .echoes import identity, marker_key
-from .errors import PermanentError, RetryableError
-from .observability import MetricUnit, logger, metrics
+from .local import LocalTable
 from .packs import OutRecord, WireChange, build_records
-from .parking import ParkingLot
 from .peer import PeerStream
 from .settings import RelaySettings, load_relay_settings
-from .target_access import PeerKeys
-from .versions import Version, rank, version_of
 
 BATCH_GET_MAX = 100
 

@@ -21,10 +21,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .clients import static_key_session
-from .errors import PermanentError, RetryableError, classify, is_credential_error
+from ..core.access import PeerKeys
+from ..core.clients import static_key_session
+from ..core.errors import PermanentError, RetryableError, classify, is_credential_error
 from .packs import MAX_RECORD_BYTES, OutRecord, calls
-from .target_access import PeerKeys
 
 ClientFactory = Callable[[boto3.Session, str, Config], Any]
 
