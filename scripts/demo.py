@@ -27,7 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "bridge"), str(ROOT)]
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
+os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("DEMO_LOG_LEVEL", "INFO")  # the log file gets INFO
 os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # the metrics go to the log file with the logs
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
