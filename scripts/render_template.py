@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import os
@@ -38,7 +39,12 @@ class RenderError(ValueError):
 
 # ---- loading ---------------------------------------------------------------------------------------------
 def load(path: Path) -> dict[str, Any]:
-    """One template file, decoded the CloudFormation way (short-form intrinsics become Fn:: keys)."""
+    """One template file, decoded the CloudFormation way (short-form intrinsics become Fn:: keys); a fresh copy."""
+    return copy.deepcopy(_decoded(path.resolve(), path.stat().st_mtime_ns))
+
+
+@functools.cache
+def _decoded(path: Path, mtime_ns: int) -> dict[str, Any]:
     from cfnlint.decode import decode  # the linter's CloudFormation-aware YAML reader
 
     template, problems = decode(str(path))
