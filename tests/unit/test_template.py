@@ -471,3 +471,20 @@ def test_a_nested_template_refers_only_to_its_own_resources_and_parameters():
         for node in walk(template.body["Resources"]):
             if isinstance(node, dict) and "Ref" in node and not str(node["Ref"]).startswith("AWS::"):
                 assert node["Ref"] in names, f"{template.name}: Ref {node['Ref']}"
+
+
+def test_every_checkov_suppression_carries_its_reason():
+    in_templates = [
+        (t.name, name, skip)
+        for t in TEMPLATES
+        for name, r in t.resources().items()
+        for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert in_templates, "expected the per-resource suppressions"
+    for where, name, skip in in_templates:
+        assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]) and len(skip.get("comment", "")) > 40, (where, name)
+    lines = (ROOT / ".checkov.yaml").read_text().splitlines()
+    skips = [i for i, line in enumerate(lines) if re.fullmatch(r"\s*- CKV2?_AWS_\d+", line)]
+    assert skips, "expected the project-wide suppressions"
+    for i in skips:
+        assert lines[i - 1].strip().startswith("#"), f".checkov.yaml: {lines[i].strip()} has no reason above it"
