@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from ddb_bridge.settings import VersionAttrs
+from ddb_bridge.core.settings import VersionAttrs
 
 from . import moto_patches
 from .kinesis import Faults, FlakyPutRecords, KinesisPoller, revoke_keys
@@ -193,7 +193,7 @@ class Side:
     def relay_runtime(self) -> Any:
         """The relay's warm runtime (its own copy of the layer)."""
         assert self.relay is not None
-        return self.relay.layer_module("ddb_bridge.relay").runtime()
+        return self.relay.layer_module("ddb_bridge.relay.stream_relay").runtime()
 
 
 @dataclass
@@ -303,8 +303,8 @@ class TwoRegions:
         side.applier = LocalFunction(
             "relay_applier", {**common, "POWERTOOLS_SERVICE_NAME": f"relay_applier-{side.name}", **applier_env}
         )
-        side.relay.layer_module("ddb_bridge.relay").report_listeners.append(side.relay_reports.append)
-        side.applier.layer_module("ddb_bridge.applier").report_listeners.append(side.applier_reports.append)
+        side.relay.layer_module("ddb_bridge.relay.stream_relay").report_listeners.append(side.relay_reports.append)
+        side.applier.layer_module("ddb_bridge.relay.applier").report_listeners.append(side.applier_reports.append)
         runtime = side.relay_runtime()
         runtime.peer.client_factory = self._peer_client_factory()
         runtime.peer.sleep = lambda seconds: None

@@ -82,7 +82,7 @@ class LocalFunction:
         self.handler: Callable[[dict[str, Any], Any], Any] = module.lambda_handler
 
     def layer_module(self, name: str) -> ModuleType:
-        """This function's own copy of a layer module, e.g. `ddb_bridge.replicator`."""
+        """This function's own copy of a layer module, e.g. `ddb_bridge.table.replicator`."""
         return self.layer[name]
 
     def invoke(self, event: dict[str, Any]) -> Any:

@@ -5,7 +5,7 @@ limit); regions' clocks may be skewed, so one region can write an item older tha
 holds from the other: last-writer-wins says that write loses, and the oracle agrees.
 
 The writers' clocks run `AHEAD_MS` ahead of the wall clock that moto stamps on stream records, so a
-delete's version is exactly `(ts of the item it removed + 1, region)` (DESIGN.md §4: a delete is newer
+delete's version is exactly `(ts of the item it removed + 1, region)` (docs/design.md#deletes: a delete is newer
 than what it removed and no older than the delete itself) and the oracle can compute it from the
 item that `DeleteItem(ReturnValues=ALL_OLD)` returns. A delete that removes nothing is not a change
 (DynamoDB emits no stream record for it), so the oracle ignores it.
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddb_bridge.settings import VersionAttrs
-from ddb_bridge.versions import Version, rank, version_of
+from ddb_bridge.core.settings import VersionAttrs
+from ddb_bridge.core.versions import Version, rank, version_of
 
 from .world import canonical_key
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddb_bridge.codec import encode_image
+from ddb_bridge.core.codec import encode_image
 
 Handler = Callable[[dict[str, Any]], Any]
 

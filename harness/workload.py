@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ddb_bridge.codec import from_python
+from ddb_bridge.core.codec import from_python
 
 
 def every_type_item(i: int, *, pk: str = "pk", payload: int = 0) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from ddb_bridge.keys import key_id
+from ddb_bridge.core.keys import key_id
 
 from .moto_server import TARGET_ACCOUNT
 
@@ -71,7 +71,7 @@ def scan_all(client: Any, table: str) -> dict[str, dict[str, Any]]:
 
 def canonical_key(key: dict[str, Any]) -> str:
     """key_id of a client-form key (bytes are base64-encoded first, as Lambda would)."""
-    from ddb_bridge.codec import encode_image
+    from ddb_bridge.core.codec import encode_image
 
     return key_id(encode_image(key))
 

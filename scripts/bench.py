@@ -171,7 +171,7 @@ def bench_replicator() -> dict[str, Any]:
 
     fn = LocalFunction("table_replicator", world.replicator_env(TARGET_TABLE_NAME=ours_table))
     fn.invoke({"Records": []})  # the warm-up creates the (lazy) target client so it can be metered
-    meter = WireMeter(fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb)
+    meter = WireMeter(fn.layer_module("ddb_bridge.core.clients").target_sessions.current().dynamodb)
     started = time.perf_counter()
     for event in events:
         assert fn.invoke(event) == {"batchItemFailures": []}

@@ -20,7 +20,7 @@ sys.path[:0] = [str(ROOT / "layers" / "bridge"), str(ROOT)]
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-from ddb_bridge.codec import encode_image  # noqa: E402
+from ddb_bridge.core.codec import encode_image  # noqa: E402
 from harness import moto_server  # noqa: E402
 from harness.events import key_schema_of, load  # noqa: E402
 from harness.lambdas import LocalFunction  # noqa: E402
@@ -70,7 +70,7 @@ def invoke_backfill(event: dict[str, Any]) -> None:
 
 def _kinesis_schema(event: dict[str, Any]) -> list[tuple[str, str]]:
     """The key schema of a Kinesis event's first decodable pack."""
-    from ddb_bridge.packs import MalformedPack, decode
+    from ddb_bridge.relay.packs import MalformedPack, decode
 
     for record in event["Records"]:
         try:
@@ -84,7 +84,7 @@ def _kinesis_schema(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 def invoke_stream_relay(event: dict[str, Any]) -> None:
     """stream_relay in Beijing: local stream -> Singapore's Kinesis stream (what crossed is shown)."""
-    from ddb_bridge.packs import decode
+    from ddb_bridge.relay.packs import decode
     from harness.bidirectional import TwoRegions
 
     world = TwoRegions(name="invoke")

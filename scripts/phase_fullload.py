@@ -69,7 +69,7 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     world.seed([every_type_item(i) for i in range(items)])
     replicator = world.deploy_replicator(POWERTOOLS_SERVICE_NAME="demo-replicator")
     timed: list[tuple[float, Any]] = []  # (arrival in ms, table_replicator's batch report)
-    replicator.layer_module("ddb_bridge.replicator").report_listeners.append(
+    replicator.layer_module("ddb_bridge.table.replicator").report_listeners.append(
         lambda r: timed.append((time.time() * 1000, r))
     )
     world.create_mapping()
@@ -85,14 +85,16 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     log("full-load", f"writers start: up to {live_rate:.0f} puts/updates/deletes per second, all along")
 
     execution = start(machine, {"pollSeconds": 1, "comment": "make demo"})
-    shown = 0
+    shown, last_step = 0, ""
     sfn = boto3.client("stepfunctions")
     while True:
         running = sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
         entered = states_entered(execution, sfn)
         for name in entered[shown:]:
-            if not name.startswith(("Is ", "Did ", "Do ", "Wait ", "Read the")):
+            # A polling step repeats ("Check the import" every few seconds): show each step once.
+            if not name.startswith(("Is ", "Did ", "Do ", "Wait ", "Read the")) and name != last_step:
                 log("full-load", f"step: {name}")
+                last_step = name
         shown = len(entered)
         if not running:
             break

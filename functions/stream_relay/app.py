@@ -4,8 +4,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ddb_bridge.observability import logger, metrics, tracer
-from ddb_bridge.relay import handle, runtime
+from ddb_bridge.core.observability import logger, metrics, tracer
+from ddb_bridge.relay.stream_relay import handle, runtime
 
 runtime()  # cold start: a bad setting fails here, naming the variable and what it expects
 

@@ -248,7 +248,7 @@ def test_backfill_absorbs_throttling_and_unprocessed_items(bridge: LambdaBridge)
     sleeps: list[float] = []
 
     def configure(sandbox: Any) -> None:
-        rt = sandbox.layer_module("ddb_bridge.backfill").runtime()
+        rt = sandbox.layer_module("ddb_bridge.loads.backfill.handler").runtime()
         make_client = rt.clients.target.client
         rt.clients.sleep = sleeps.append
 
@@ -283,7 +283,7 @@ def test_backfill_retries_a_call_whose_items_stay_unprocessed_without_losing_the
     throttle = HalfUnprocessed(None, 0)
 
     def configure(sandbox: Any) -> None:
-        rt = sandbox.layer_module("ddb_bridge.backfill").runtime()
+        rt = sandbox.layer_module("ddb_bridge.loads.backfill.handler").runtime()
         make_client = rt.clients.target.client
         rt.clients.sleep = lambda s: None
 
@@ -350,7 +350,7 @@ def test_backfill_refuses_a_target_whose_key_types_differ(bridge: LambdaBridge) 
 
 def test_backfill_fails_readably_when_a_segment_cannot_be_copied(bridge: LambdaBridge) -> None:
     # GIVEN a segment whose copy fails for good (say the target refuses the items)
-    from ddb_bridge.errors import PermanentError
+    from ddb_bridge.core.errors import PermanentError
 
     world = load_world(TableShape(stream_view=None, pitr=False))
     world.seed([{"pk": {"S": f"k{i}"}} for i in range(20)])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ddb_bridge.backfill import parse_input
+from ddb_bridge.loads.backfill.plan import parse_input
 from harness.events import load
 from harness.lambdas import LocalFunction
 from harness.load_world import TableShape, load_world

@@ -1,4 +1,4 @@
-"""The backfill's write rules under exact interleavings (DESIGN.md §7), against moto over HTTP.
+"""The backfill's write rules under exact interleavings (docs/design.md#full-load-handover), against moto over HTTP.
 
 The scan reads a page, then, before the backfill writes it, the source changes and live replication
 applies the change to the target. `live` mode must leave the newer live state in place and must not
@@ -16,9 +16,10 @@ from typing import Any
 import boto3
 import pytest
 
-from ddb_bridge.backfill import BackfillClients, copy_segment
-from ddb_bridge.settings import BackfillSettings
-from ddb_bridge.target_access import TargetAccess
+from ddb_bridge.core.access import TargetAccess
+from ddb_bridge.loads.backfill.clients import BackfillClients
+from ddb_bridge.loads.backfill.copy import copy_segment
+from ddb_bridge.loads.settings import BackfillSettings
 from harness.lambdas import LocalFunction
 from harness.load_world import LoadWorld, TableShape, load_world
 from harness.streams import StreamPoller
@@ -124,7 +125,7 @@ def _k(i: int) -> str:
 
 
 def test_backfill_live_mode_emits_progress_metrics(world: LoadWorld) -> None:
-    from ddb_bridge.observability import metrics
+    from ddb_bridge.core.observability import metrics
 
     for i in range(7):
         world.put(stamped(i, "x", 1))

@@ -1,4 +1,4 @@
-"""Named regressions of bidirectional replication (issue 4), Beijing <-> Singapore on moto over HTTP.
+"""Named regressions of bidirectional replication, Beijing <-> Singapore on moto over HTTP.
 
 Each test builds both regions (tables, streams, tombstone tables, Kinesis streams, SSM keys, four
 functions with their own cold starts) and drives delivery step by step where order matters.
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from ddb_bridge.packs import WireChange, encode
-from ddb_bridge.replay import replay
-from ddb_bridge.versions import Version
+from ddb_bridge.core.versions import Version
+from ddb_bridge.ops.replay import replay
+from ddb_bridge.relay.packs import WireChange, encode
 from harness.bidirectional import Delivery, TwoRegions
 from harness.lww import AHEAD_MS, Clock, Oracle, Writer, canonical_item, random_body
 from harness.world import canonical_key

@@ -78,7 +78,7 @@ def shift_clock(bridge: LambdaBridge, offset_ms: list[int]) -> None:
     """Make every full_load_control sandbox see now + offset_ms[0]."""
 
     def configure(sandbox: Any) -> None:
-        clients = sandbox.layer_module("ddb_bridge.fullload").runtime().clients
+        clients = sandbox.layer_module("ddb_bridge.loads.fullload.handler").runtime().clients
         real = clients.now_ms
         clients.now_ms = lambda: real() + offset_ms[0]
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import boto3
 
-from ddb_bridge.fullload import FullLoadClients, copy_export
-from ddb_bridge.settings import FullLoadSettings
-from ddb_bridge.target_access import PeerKeys, TargetAccess
+from ddb_bridge.core.access import PeerKeys, TargetAccess
+from ddb_bridge.loads.fullload.clients import FullLoadClients
+from ddb_bridge.loads.fullload.export import copy_export
+from ddb_bridge.loads.settings import FullLoadSettings
 from harness.load_world import TableShape, load_world
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ddb_bridge.fullload import parse_input
-from ddb_bridge.settings import FullLoadSettings
+from ddb_bridge.loads.fullload.plan import parse_input
+from ddb_bridge.loads.settings import FullLoadSettings
 from harness.events import load
 from harness.lambdas import LocalFunction
 from harness.load_world import load_world

@@ -88,7 +88,7 @@ def test_a_function_error_reaches_step_functions_as_the_exception_class(aws: Any
 
 
 def test_a_retryable_error_is_retried_by_the_state(aws: Any) -> None:
-    from ddb_bridge.errors import RetryableError
+    from ddb_bridge.core.errors import RetryableError
 
     world = load_world()
     bridge = lambda_bridge.BRIDGE

@@ -1,4 +1,4 @@
-"""Reaching the peer partition with keys kept in SSM SecureString or Secrets Manager (DESIGN.md §10)."""
+"""Reaching the peer partition with keys kept in SSM SecureString or Secrets Manager (docs/design.md#credentials)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import boto3
 import pytest
 
-from ddb_bridge.errors import PermanentError
-from ddb_bridge.settings import FullLoadSettings, PeerKeysSettings
-from ddb_bridge.target_access import PeerKeys, TargetAccess
+from ddb_bridge.core.access import PeerKeys, TargetAccess
+from ddb_bridge.core.errors import PermanentError
+from ddb_bridge.core.settings import PeerKeysSettings
+from ddb_bridge.loads.settings import FullLoadSettings
 from harness.load_world import PEER_REGION, TableShape, load_world
 from harness.workflows import run
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ddb_bridge import resync
+from ddb_bridge.ops import resync
 from harness.faults import Fault, inject
 from harness.lambdas import LocalFunction
 from harness.streams import StreamPoller
@@ -14,7 +14,7 @@ def test_parked_keys_are_resynced_from_the_source_after_the_cause_is_fixed(aws):
     world = one_way_world()
     fn = LocalFunction("table_replicator", world.replicator_env())
     fn.invoke({"Records": []})
-    client = fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb
+    client = fn.layer_module("ddb_bridge.core.clients").target_sessions.current().dynamodb
     poison = lambda request: b"poison" in (request.body or b"")  # noqa: E731
     faults = [
         inject(client, op, Fault("ValidationException", times=10**6, when=poison))

@@ -13,7 +13,7 @@ import botocore.credentials
 import pytest
 from moto.sts.models import sts_backends
 
-from ddb_bridge.settings import SettingsError
+from ddb_bridge.core.settings import SettingsError
 from harness.faults import Fault, inject
 from harness.lambdas import LocalFunction
 from harness.moto_server import TARGET_ACCOUNT
@@ -80,7 +80,7 @@ def test_duplicates_and_redelivery_after_partial_failure_converge(aws):
         else:
             put(world, {"pk": {"S": key}, "v": {"N": str(i)}})
     fn.invoke({"Records": []})  # warm up: the target session exists now
-    target_client = fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb
+    target_client = fn.layer_module("ddb_bridge.core.clients").target_sessions.current().dynamodb
     fault = inject(
         target_client,
         "BatchWriteItem",
@@ -109,7 +109,7 @@ def test_a_throttled_write_is_retried_not_lost(aws):
     for i in range(10):
         put(world, {"pk": {"S": f"t{i}"}})
     fn.invoke({"Records": []})
-    client = fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb
+    client = fn.layer_module("ddb_bridge.core.clients").target_sessions.current().dynamodb
     fault = inject(client, "BatchWriteItem", Fault("ProvisionedThroughputExceededException", times=3))
     poller = StreamPoller(world.streams, world.stream_arn, fn.invoke, batch_size=100)
     poller.drain()
@@ -123,7 +123,7 @@ def test_a_batch_that_keeps_failing_goes_to_the_on_failure_queue(aws):
     fn = LocalFunction("table_replicator", world.replicator_env(TARGET_MAX_ATTEMPTS="1"))
     put(world, {"pk": {"S": "a"}})
     fn.invoke({"Records": []})
-    client = fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb
+    client = fn.layer_module("ddb_bridge.core.clients").target_sessions.current().dynamodb
     inject(client, "BatchWriteItem", Fault("InternalServerError", times=100, status=500))
     poller = StreamPoller(
         world.streams,
@@ -189,7 +189,7 @@ def test_poison_record_is_parked_whole_while_the_rest_applies(aws):
     assert [m["reason"] for m in parked] == ["ItemTooLarge", "MalformedRecord"]
     import json
 
-    from ddb_bridge.parking import record_of
+    from ddb_bridge.core.parking import record_of
 
     assert record_of(json.dumps(parked[0])) == records[1]
     assert parked[1]["record"] == records[2]
@@ -213,7 +213,7 @@ def test_role_is_assumed_once_per_session_and_refreshed_before_expiry(aws):
     # five invocations, one AssumeRole (the public samples make one per invocation)
     assert _assume_role_calls() - before == 1
     # WHEN the cached credentials are 5 minutes from expiry (as 55 minutes into their hour)
-    creds = fn.layer_module("ddb_bridge.clients").target_sessions.current().session._session.get_credentials()
+    creds = fn.layer_module("ddb_bridge.core.clients").target_sessions.current().session._session.get_credentials()
     creds._expiry_time = botocore.credentials._local_now() + datetime.timedelta(minutes=5)
     put(world, {"pk": {"S": "late"}})
     StreamPoller(world.streams, world.stream_arn, fn.invoke).drain()
@@ -228,7 +228,7 @@ def test_expired_token_from_the_service_refreshes_the_session(aws):
     put(world, {"pk": {"S": "a"}})
     poller = StreamPoller(world.streams, world.stream_arn, fn.invoke)
     poller.drain()
-    client = fn.layer_module("ddb_bridge.clients").target_sessions.current().dynamodb
+    client = fn.layer_module("ddb_bridge.core.clients").target_sessions.current().dynamodb
     inject(client, "BatchWriteItem", Fault("ExpiredTokenException", times=1))
     before = _assume_role_calls()
     put(world, {"pk": {"S": "b"}})
@@ -301,7 +301,7 @@ def test_coalescing_writes_fewer_requests_than_changes_on_hot_keys(aws):
     world = one_way_world()
     fn = LocalFunction("table_replicator", world.replicator_env())
     reports = []
-    fn.layer_module("ddb_bridge.replicator").report_listeners.append(reports.append)
+    fn.layer_module("ddb_bridge.table.replicator").report_listeners.append(reports.append)
     for i in range(500):
         put(world, {"pk": {"S": f"hot{i % 5}" if i % 2 else f"cold{i}"}, "v": {"N": str(i)}})
     StreamPoller(world.streams, world.stream_arn, fn.invoke, batch_size=250).drain()
@@ -316,7 +316,7 @@ def test_stream_lag_is_measured(aws):
     world = one_way_world()
     fn = LocalFunction("table_replicator", world.replicator_env())
     reports = []
-    fn.layer_module("ddb_bridge.replicator").report_listeners.append(reports.append)
+    fn.layer_module("ddb_bridge.table.replicator").report_listeners.append(reports.append)
     put(world, {"pk": {"S": "x"}})
     time.sleep(0.2)
     StreamPoller(world.streams, world.stream_arn, fn.invoke).drain()
@@ -328,7 +328,7 @@ def test_a_record_that_cannot_be_parked_is_retried_not_dropped(aws):
     # GIVEN a poison record (bad base64) and a parking queue that refuses messages for now
     world = one_way_world()
     fn = LocalFunction("table_replicator", world.replicator_env())
-    sqs = fn.layer_module("ddb_bridge.replicator").runtime().parking.sqs
+    sqs = fn.layer_module("ddb_bridge.table.replicator").runtime().parking.sqs
     fault = inject(sqs, "SendMessage", Fault("AccessDenied", times=1))
     records = [
         {

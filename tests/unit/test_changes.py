@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ddb_bridge.changes import Op, coalesce, from_stream_record
-from ddb_bridge.errors import PermanentError
-from ddb_bridge.settings import VersionAttrs
+from ddb_bridge.core.changes import Op, coalesce, from_stream_record
+from ddb_bridge.core.errors import PermanentError
+from ddb_bridge.core.settings import VersionAttrs
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

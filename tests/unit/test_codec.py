@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddb_bridge.codec import (
+from ddb_bridge.core.codec import (
     MAX_ITEM_BYTES,
     MalformedImage,
     decode_image,

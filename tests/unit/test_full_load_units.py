@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ddb_bridge.fullload import InvalidInput, parse_input, plan, retention, table_creation
-from ddb_bridge.settings import FullLoadSettings, SettingsError
+from ddb_bridge.core.settings import SettingsError
+from ddb_bridge.loads.fullload.plan import InvalidInput, parse_input, plan
+from ddb_bridge.loads.fullload.precheck import table_creation
+from ddb_bridge.loads.fullload.retention import retention
+from ddb_bridge.loads.settings import FullLoadSettings
 
 HOUR_MS = 3600 * 1000
 ENV = {

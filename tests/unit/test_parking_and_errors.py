@@ -4,9 +4,9 @@ import json
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from ddb_bridge.batch import park_or_fail
-from ddb_bridge.errors import PermanentError, RetryableError, classify
-from ddb_bridge.parking import parked_message, record_of
+from ddb_bridge.core.batch import park_or_fail
+from ddb_bridge.core.errors import PermanentError, RetryableError, classify
+from ddb_bridge.core.parking import parked_message, record_of
 
 
 def client_error(code):

@@ -6,9 +6,10 @@ import base64
 
 import pytest
 
-from ddb_bridge.echoes import digest, identity, marker_key
-from ddb_bridge.settings import ApplierSettings, RelaySettings, SettingsError
-from ddb_bridge.versions import Version
+from ddb_bridge.core.settings import SettingsError
+from ddb_bridge.core.versions import Version
+from ddb_bridge.relay.echoes import digest, identity, marker_key
+from ddb_bridge.relay.settings import ApplierSettings, RelaySettings
 from harness.bidirectional import matches, relay_filter, relay_filter_patterns
 
 

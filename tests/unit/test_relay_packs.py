@@ -9,10 +9,10 @@ import zlib
 
 import pytest
 
-from ddb_bridge import packs
-from ddb_bridge.keys import key_id
-from ddb_bridge.packs import MalformedPack, WireChange, build_records, calls, decode, encode
-from ddb_bridge.versions import Version
+from ddb_bridge.core.keys import key_id
+from ddb_bridge.core.versions import Version
+from ddb_bridge.relay import packs
+from ddb_bridge.relay.packs import MalformedPack, WireChange, build_records, calls, decode, encode
 
 
 def change(i: int, *, size: int = 40, op: str = "P") -> WireChange:

@@ -6,10 +6,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ddb_bridge.packs import OutRecord
-from ddb_bridge.peer import PeerStream
-from ddb_bridge.settings import PeerKeysSettings
-from ddb_bridge.target_access import PeerKeys
+from ddb_bridge.core.access import PeerKeys
+from ddb_bridge.core.settings import PeerKeysSettings
+from ddb_bridge.relay.packs import OutRecord
+from ddb_bridge.relay.peer import PeerStream
 
 
 class FakeKinesis:

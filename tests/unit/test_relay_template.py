@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ddb_bridge.settings import ApplierSettings, RelaySettings
+from ddb_bridge.relay.settings import ApplierSettings, RelaySettings
 from harness.bidirectional import relay_filter_patterns, tombstone_table_spec
 from scripts.render_template import application, find_resource
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from ddb_bridge.settings import ReplicatorSettings, SettingsError
+from ddb_bridge.core.settings import SettingsError
+from ddb_bridge.table.settings import ReplicatorSettings
 
 GOOD = {
     "TARGET_TABLE_NAME": "orders",

@@ -1,8 +1,8 @@
 """Versions: (ts, origin) compared as a tuple; unversioned is oldest; malformed never crashes."""
 
-from ddb_bridge.changes import delete_version
-from ddb_bridge.settings import VersionAttrs
-from ddb_bridge.versions import Version, is_newer, older_than, version_of
+from ddb_bridge.core.changes import delete_version
+from ddb_bridge.core.settings import VersionAttrs
+from ddb_bridge.core.versions import Version, is_newer, older_than, version_of
 
 A = VersionAttrs()
 

@@ -21,9 +21,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import MalformedImage, decode_image
-from .keys import key_id, partition_key
-from .versions import Version
+from ..core.codec import MalformedImage, decode_image
+from ..core.keys import key_id, partition_key
+from ..core.versions import Version
 
 PACK_FORMAT = 1
 ZLIB_MARK = b"\x01"

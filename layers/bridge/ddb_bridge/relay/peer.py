@@ -5,7 +5,7 @@ read from Secrets Manager or an SSM SecureString (`target_access.PeerKeys`, Powe
 a cache): a rotated key is picked up when the cache expires, and at once after an authentication
 failure, without a redeploy. PutRecords is sent in calls of at most 500 records and 5 MiB; only the
 records that failed are sent again, with exponential backoff and full jitter. That reorders them,
-which is fine: appliers decide by version, never by arrival order (DESIGN.md §6).
+which is fine: appliers decide by version, never by arrival order (docs/design.md#delivery-is-hostile).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .clients import static_key_session
-from .errors import PermanentError, RetryableError, classify, is_credential_error
+from ..core.access import PeerKeys
+from ..core.clients import static_key_session
+from ..core.errors import PermanentError, RetryableError, classify, is_credential_error
 from .packs import MAX_RECORD_BYTES, OutRecord, calls
-from .target_access import PeerKeys
 
 ClientFactory = Callable[[boto3.Session, str, Config], Any]
 

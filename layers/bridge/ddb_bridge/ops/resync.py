@@ -5,9 +5,9 @@ newer value (ordered mode writes unconditionally). So the replay re-reads the ke
 from the source (consistent read) and sends it through the replicator as a fresh stream record:
 MODIFY with the current image, or REMOVE when the item is gone. Run it while writes are frozen (the
 cut-over drain) in `ordered` mode; any time in `lww` mode, where versions make it race-free.
-It is `ddb_bridge.replay` with that one step added: the same bounded take, tally and visibility rules.
+It is `ddb_bridge.ops.replay` with that one step added: the same bounded take, tally and visibility rules.
 
-    python -m ddb_bridge.resync --queue-url URL --source-table orders --function REPLICATOR [--dry-run]
+    python -m ddb_bridge.ops.resync --queue-url URL --source-table orders --function REPLICATOR [--dry-run]
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import boto3
 
-from .clients import client_config
-from .codec import decode_image, encode_image
+from ..core.clients import client_config
+from ..core.codec import decode_image, encode_image
 from .replay import Invoke, ReplayReport, lambda_invoker, replay
 
 
@@ -79,7 +79,7 @@ def resync(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: resync the parked keys of one replicator; exit status 1 when some key still failed."""
-    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.resync", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.ops.resync", description=__doc__.split("\n")[0])
     parser.add_argument("--queue-url", required=True, help="the stack's ParkingQueueUrl output")
     parser.add_argument("--source-table", required=True)
     parser.add_argument("--function", required=True, help="the stack's TableReplicatorFunctionName output")

@@ -5,7 +5,7 @@ applier decides by version only: each key's newest change in the batch is writte
 last-writer-wins conditions inside DynamoDB, ties broken by origin; deletes leave tombstones (no
 resurrection) and echo markers (no echo); the same version twice is a counted no-op. Any key schema:
 keys come from the changes. A record that cannot be decoded is parked whole, with the reason, and
-the batch goes on; a replay command puts it back through the function (`ddb_bridge.replay`).
+the batch goes on; a replay command puts it back through the function (`ddb_bridge.ops.replay`).
 Counters go out as CloudWatch metrics (no hot counter item).
 """
 
@@ -21,16 +21,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import EventType
 
-from .apply import LocalTable, Outcome, TableWriter
-from .batch import park_or_fail, publish, settle
-from .changes import Change, Op
-from .codec import MalformedImage, decode_image
-from .errors import PermanentError
-from .observability import logger
+from ..core.batch import park_or_fail, publish, settle
+from ..core.changes import Change, Op
+from ..core.codec import MalformedImage, decode_image
+from ..core.errors import PermanentError
+from ..core.observability import logger
+from ..core.parking import ParkingLot
+from ..core.versions import rank
+from ..table.writer import Outcome
+from .local import LocalTable
 from .packs import MalformedPack, Pack, decode
-from .parking import ParkingLot
 from .settings import ApplierSettings, load_applier_settings
-from .versions import rank
+from .writer import MarkedWriter
 
 
 @dataclass
@@ -82,7 +84,7 @@ def changes_of(pack: Pack, record: dict[str, Any]) -> list[Change]:
 
 
 def apply_batch(
-    records: list[dict[str, Any]], *, settings: ApplierSettings, writer: TableWriter, parking: ParkingLot
+    records: list[dict[str, Any]], *, settings: ApplierSettings, writer: MarkedWriter, parking: ParkingLot
 ) -> tuple[set[int], ApplierReport]:
     """Apply a batch; returns the ids of the records to report as failed, and the batch report."""
     report = ApplierReport(records=len(records))

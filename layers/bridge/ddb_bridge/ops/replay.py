@@ -1,9 +1,9 @@
 """Replays parked records: each one goes back through the function that parked it, as a one-record batch.
 
-    python -m ddb_bridge.replay --queue-url URL --function NAME [--source relay_applier] [--region R]
+    python -m ddb_bridge.ops.replay --queue-url URL --function NAME [--source relay_applier] [--region R]
                                 [--max 100] [--dry-run]
 
-A parked message holds the whole record (DESIGN.md §9), so replaying needs nothing from the stream,
+A parked message holds the whole record (docs/design.md#failures), so replaying needs nothing from the stream,
 which may have expired. The function is invoked synchronously with `{"Records": [record]}`. A message
 is deleted only when the invocation succeeded with no batch item failure: the record was applied, or
 judged stale or duplicate, or parked again (still poison: the new message says why). Otherwise it
@@ -22,8 +22,8 @@ from typing import Any
 
 import boto3
 
-from .clients import client_config
-from .parking import record_of
+from ..core.clients import client_config
+from ..core.parking import record_of
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -55,7 +55,7 @@ def replay(
     The messages are taken first (hidden while the replay runs), then replayed, so a record the
     function parks again arrives as a new message that this replay leaves alone. Messages kept in the
     queue (skipped, or failed again) are made visible again at the end. `transform` turns a parked
-    record into the record to send (None: leave it parked); `ddb_bridge.resync` re-reads the key there.
+    record into the record to send (None: leave it parked); `ddb_bridge.ops.resync` re-reads the key there.
     """
     report = ReplayReport()
     taken: list[dict[str, Any]] = []
@@ -116,7 +116,7 @@ def lambda_invoker(lambda_client: Any, function: str) -> Invoke:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; exit status 1 when some record still failed."""
-    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.replay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.ops.replay", description=__doc__.split("\n")[0])
     parser.add_argument("--queue-url", required=True, help="the parking queue (stack output ParkingQueueUrl)")
     parser.add_argument("--function", required=True, help="the function to replay through (name or ARN)")
     parser.add_argument("--source", help="only messages parked by this function (stream_relay, relay_applier, ...)")

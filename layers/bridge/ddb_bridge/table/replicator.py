@@ -16,14 +16,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import EventType
 
-from .apply import Outcome, TableWriter, Tombstones
-from .batch import park_or_fail, park_or_retry, publish, settle
-from .changes import Change, coalesce, from_stream_record
-from .clients import client_config, target_sessions
-from .errors import CREDENTIAL_CODES, PermanentError
-from .observability import logger
-from .parking import ParkingLot
+from ..core.batch import park_or_fail, park_or_retry, publish, settle
+from ..core.changes import Change, coalesce, from_stream_record
+from ..core.clients import client_config, target_sessions
+from ..core.errors import CREDENTIAL_CODES, PermanentError
+from ..core.observability import logger
+from ..core.parking import ParkingLot
 from .settings import ReplicatorSettings, load_replicator_settings
+from .tombstones import Tombstones
+from .writer import Outcome, TableWriter
 
 
 @dataclass

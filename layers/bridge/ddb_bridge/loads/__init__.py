@@ -1,0 +1,1 @@
+"""Copying what a table already holds: the full load (export -> import) and the backfill (parallel scan)."""

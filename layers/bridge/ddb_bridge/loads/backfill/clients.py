@@ -1,0 +1,22 @@
+"""The clients a backfill step works with."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ...core.access import TargetAccess
+
+Json = dict[str, Any]
+
+
+@dataclass
+class BackfillClients:
+    """The source table's account, the target side's access, and the clock (tests pass fakes)."""
+
+    source: Any
+    target: TargetAccess
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep

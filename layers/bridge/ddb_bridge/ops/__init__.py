@@ -1,0 +1,1 @@
+"""Operator commands: replay parked records, resync keys from the source."""

@@ -1,0 +1,1 @@
+"""The bidirectional / cross-partition relay: stream_relay, packs on Kinesis, relay_applier, echo markers."""

@@ -1,0 +1,258 @@
+"""Writes changes to a table: unconditional batches in stream order, or last-writer-wins conditions.
+
+`ordered` mode (one-way, no stamps needed) writes distinct keys with BatchWriteItem, 25 at a time.
+`lww` mode writes each change with a ConditionExpression so DynamoDB itself refuses anything older
+than what it holds. With a tombstone table, deletes leave a (key, version) memory and puts check it
+in the same transaction, so a late older put cannot resurrect a deleted item (docs/design.md#deletes).
+The bidirectional writer (echo markers, exact-version deletes) builds on this one: `relay.writer`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..core.changes import Change, Op
+from ..core.codec import MAX_ITEM_BYTES, Image, item_size
+from ..core.errors import PermanentError, RetryableError, classify, error_code
+from ..core.settings import VersionAttrs
+from ..core.versions import Version, older_than
+from .tombstones import TOMBSTONE_ATTRS, Tombstones
+
+BATCH_WRITE_MAX = 25
+
+
+class Outcome(StrEnum):
+    """What became of one change."""
+
+    APPLIED = "applied"
+    STALE = "stale"
+    DUPLICATE = "duplicate"  # only from relay.writer.MarkedWriter: that very version was already there
+
+
+Result = Outcome | PermanentError | RetryableError
+
+
+def check_size(change: Change) -> None:
+    """Refuse, as a permanent error, an item DynamoDB would reject for size."""
+    if change.item is not None:
+        size = item_size(change.item)
+        if size > MAX_ITEM_BYTES:
+            raise PermanentError("ItemTooLarge", f"item is {size} bytes, over DynamoDB's {MAX_ITEM_BYTES} limit")
+
+
+def transaction_result(exc: ClientError) -> Result:
+    """A cancelled transaction: stale when only conditions failed, else classify the reasons."""
+    reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+    meaningful = [r for r in reasons if r not in ("None", "ConditionalCheckFailed")]
+    if not meaningful:
+        return Outcome.STALE
+    if any(r == "ValidationError" for r in meaningful):
+        return PermanentError("ValidationException", f"transaction cancelled: {reasons}")
+    return RetryableError("TransactionCanceled", f"transaction cancelled: {reasons}")
+
+
+class TableWriter:
+    """Applies coalesced changes (one per key) to one table, concurrently across keys."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        mode: str,
+        attrs: VersionAttrs,
+        tombstones: Tombstones | None = None,
+        concurrency: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+        batch_rounds: int = 8,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.mode = mode
+        self.attrs = attrs
+        self.tombstones = tombstones
+        self.concurrency = concurrency
+        self.sleep = sleep
+        self.batch_rounds = batch_rounds
+        self.requests = 0  # write requests sent (for benchmarks and reports)
+        self._lock = threading.Lock()
+
+    def _count_request(self) -> None:
+        with self._lock:  # writes run on worker threads
+            self.requests += 1
+
+    # -- public -------------------------------------------------------------------------------
+    def apply(self, changes: Iterable[Change]) -> dict[str, Result]:
+        """Write every change (distinct keys), returning each key's outcome or error."""
+        results: dict[str, Result] = {}
+        valid = self._sized(changes, results)
+        if self.mode == "ordered":
+            self._ordered(valid, results)
+        else:
+            self._run_parallel(valid, self._one_lww, results)
+        return results
+
+    @staticmethod
+    def _sized(changes: Iterable[Change], results: dict[str, Result]) -> list[Change]:
+        """The changes DynamoDB can take; an item over 400 KB gets its permanent error in `results`."""
+        valid: list[Change] = []
+        for change in changes:
+            try:
+                check_size(change)
+                valid.append(change)
+            except PermanentError as exc:
+                results[change.key_id] = exc
+        return valid
+
+    # -- ordered: BatchWriteItem --------------------------------------------------------------
+    def _ordered(self, changes: list[Change], results: dict[str, Result]) -> None:
+        if self.tombstones is not None:
+            deletes = [c for c in changes if c.op is Op.DELETE]
+            failed = self._batch_write_tombstones(deletes)
+            for change in deletes:
+                if change.key_id in failed:
+                    results[change.key_id] = failed[change.key_id]
+            changes = [c for c in changes if c.key_id not in failed]
+        chunks = [changes[i : i + BATCH_WRITE_MAX] for i in range(0, len(changes), BATCH_WRITE_MAX)]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(chunks)))) as pool:
+            for chunk_results in pool.map(self._write_chunk, chunks):
+                results.update(chunk_results)
+
+    def _write_chunk(self, chunk: list[Change]) -> dict[str, Result]:
+        requests = [self._request_of(c) for c in chunk]
+        try:
+            unprocessed = self.batch_write({self.table: requests})
+        except Exception as exc:  # noqa: BLE001 - classified below
+            error = classify(exc)
+            if isinstance(error, PermanentError) and len(chunk) > 1:
+                # One bad item fails the whole request: write one by one to isolate it.
+                return {c.key_id: self._one_ordered(c) for c in chunk}
+            return {c.key_id: error for c in chunk}
+        names = tuple(chunk[0].key)
+        left = {_key_identity(r, names) for r in unprocessed.get(self.table, [])}
+        out: dict[str, Result] = {}
+        for change in chunk:
+            if canonical_key(change.key) in left:
+                out[change.key_id] = RetryableError("UnprocessedItems", "still unprocessed after retries")
+            else:
+                out[change.key_id] = Outcome.APPLIED
+        return out
+
+    def _one_ordered(self, change: Change) -> Result:
+        try:
+            self._count_request()
+            if change.op is Op.PUT:
+                self.client.put_item(TableName=self.table, Item=change.item)
+            else:
+                self.client.delete_item(TableName=self.table, Key=change.key)
+            return Outcome.APPLIED
+        except Exception as exc:  # noqa: BLE001 - classified
+            return classify(exc)
+
+    @staticmethod
+    def _request_of(change: Change) -> dict[str, Any]:
+        if change.op is Op.PUT:
+            return {"PutRequest": {"Item": change.item}}
+        return {"DeleteRequest": {"Key": change.key}}
+
+    def batch_write(self, request_items: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        """BatchWriteItem with UnprocessedItems retried, exponential backoff with full jitter."""
+        pending = request_items
+        for attempt in range(self.batch_rounds):
+            self._count_request()
+            pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                return {}
+            self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+        return pending
+
+    def _batch_write_tombstones(self, deletes: list[Change]) -> dict[str, Result]:
+        assert self.tombstones is not None
+        failed: dict[str, Result] = {}
+        for i in range(0, len(deletes), BATCH_WRITE_MAX):
+            chunk = deletes[i : i + BATCH_WRITE_MAX]
+            items = {c.key_id: self.tombstones.item(c.key_id, c.version or Version(c.approx_ms, "")) for c in chunk}
+            try:
+                left = self.batch_write(
+                    {self.tombstones.table: [{"PutRequest": {"Item": it}} for it in items.values()]}
+                )
+            except Exception as exc:  # noqa: BLE001 - classified
+                failed.update({c.key_id: classify(exc) for c in chunk})
+                continue
+            left_keys = {r["PutRequest"]["Item"]["pk"]["S"] for r in left.get(self.tombstones.table, [])}
+            for c in chunk:
+                if items[c.key_id]["pk"]["S"] in left_keys:
+                    failed[c.key_id] = RetryableError("UnprocessedItems", "tombstone still unprocessed")
+        return failed
+
+    # -- lww: conditional writes ----------------------------------------------------------------
+    def _one_lww(self, change: Change) -> Result:
+        condition = older_than(change.version, self.attrs)
+        try:
+            self._count_request()
+            if self.tombstones is None:
+                if change.op is Op.PUT:
+                    self.client.put_item(TableName=self.table, Item=change.item, **condition.kwargs())
+                else:
+                    self.client.delete_item(TableName=self.table, Key=change.key, **condition.kwargs())
+                return Outcome.APPLIED
+            self.client.transact_write_items(TransactItems=self._transaction(change))
+            return Outcome.APPLIED
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "ConditionalCheckFailedException":
+                return Outcome.STALE
+            if code == "TransactionCanceledException":
+                return transaction_result(exc)
+            return classify(exc)
+        except Exception as exc:  # noqa: BLE001 - classified
+            return classify(exc)
+
+    def _transaction(self, change: Change) -> list[dict[str, Any]]:
+        assert self.tombstones is not None
+        mine = older_than(change.version, self.attrs).kwargs()
+        tomb = older_than(change.version, TOMBSTONE_ATTRS).kwargs()
+        tomb_key = self.tombstones.key_of(change.key_id)
+        if change.op is Op.PUT:
+            return [
+                {"ConditionCheck": {"TableName": self.tombstones.table, "Key": tomb_key, **tomb}},
+                {"Put": {"TableName": self.table, "Item": change.item, **mine}},
+            ]
+        version = change.version or Version(change.approx_ms, "")
+        return [
+            {"Delete": {"TableName": self.table, "Key": change.key, **mine}},
+            {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.item(change.key_id, version), **tomb}},
+        ]
+
+    # -- shared -----------------------------------------------------------------------------------
+    def _run_parallel(
+        self, changes: list[Change], write: Callable[[Change], Result], results: dict[str, Result]
+    ) -> None:
+        if len(changes) <= 1 or self.concurrency == 1:
+            results.update({c.key_id: write(c) for c in changes})
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(changes))) as pool:
+            for change, result in zip(changes, pool.map(write, changes), strict=True):
+                results[change.key_id] = result
+
+
+def canonical_key(key: Image) -> str:
+    """A key's identity in the client form (binary as bytes), to match responses to requests."""
+    return json.dumps(key, sort_keys=True, default=lambda b: bytes(b).hex())
+
+
+def _key_identity(request: dict[str, Any], names: tuple[str, ...]) -> str:
+    """The key of a BatchWriteItem request, in the same canonical form as `canonical_key`."""
+    if "PutRequest" in request:
+        item = request["PutRequest"]["Item"]
+        return canonical_key({n: item[n] for n in names})
+    return canonical_key(request["DeleteRequest"]["Key"])
