@@ -260,7 +260,14 @@ def main() -> int:
         fig = bench_replicator()
         print_replicator(fig)
         aws.reset()
-        other_benchmarks()
+        others = other_benchmarks()
+        relay = others.get("bench_relay", {}).get("ratios")
+        if relay:
+            print(
+                "\nbidirectional relay, ddb-bridge / the sample's design (same run): "
+                f"changes/s {relay['changes_per_second']}x, "
+                f"billed write units per change {relay['billed_write_units_per_change']}x"
+            )
         return 0 if fig["ours"]["target_equals_source"] else 1
     finally:
         aws.stop()
