@@ -1,7 +1,7 @@
 """Every Kinesis-shaped file in events/ through relay_applier (Singapore), as `sam local invoke -e` would.
 
 The oracle decodes the records itself (base64, zlib, JSON), independently of the layer: a record is
-poison if it does not decode to a version-1 pack from another region; each key ends at its highest
+poison if it does not decode to a version-2 pack from another region; each key ends at its highest
 version (a delete wins a tie, an unstamped put is older than any version); delivery order is ignored.
 """
 
@@ -31,7 +31,7 @@ def pack_of(record: dict) -> dict | None:
         body = json.loads(zlib.decompress(data[1:]) if data[:1] == b"\x01" else data)
     except (binascii.Error, zlib.error, ValueError, KeyError):
         return None
-    return body if isinstance(body, dict) and body.get("v") == 1 and body.get("o") else None
+    return body if isinstance(body, dict) and body.get("v") == 2 and body.get("o") else None
 
 
 def oracle(event: dict, tag: str) -> tuple[dict[str, dict], int]:

@@ -89,7 +89,7 @@ def test_relay_settings_read_every_variable_with_defaults():
 @pytest.mark.parametrize(
     ("overrides", "names"),
     [
-        ({"PEER_CREDENTIALS_PARAMETER": ""}, "PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER"),
+        ({"PEER_CREDENTIALS_PARAMETER": ""}, "PEER_CREDENTIALS_PARAMETER or PEER_CREDENTIALS_PARAMETER_PREFIX"),
         ({"PEER_REGION": "mars-1"}, "PEER_REGION"),
         ({"PEER_STREAM_NAME": "has spaces"}, "PEER_STREAM_NAME"),
         ({"LOCAL_REGION_TAG": "bad tag!"}, "LOCAL_REGION_TAG"),

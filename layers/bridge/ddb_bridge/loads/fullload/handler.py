@@ -14,6 +14,7 @@ from ...core.clients import client_config
 from ...core.errors import PermanentError, RetryableError, classify, error_code, is_credential_error
 from ...core.observability import logger
 from ..settings import FullLoadSettings, load_full_load_settings
+from ..stepinput import FULL_LOAD_FIELDS, check
 from .clients import FullLoadClients, Json
 from .export import copy_export, describe_export, start_export
 from .handover import describe_replication, enable_replication
@@ -93,6 +94,7 @@ def run_action(event: Json, settings: FullLoadSettings, clients: FullLoadClients
     missing = [name for name in _NEEDS[action] if not isinstance(event.get(name), dict)]
     if missing:
         raise PermanentError("BadStepInput", f"step {action!r} needs {', '.join(missing)} in its input")
+    check(action, event, FULL_LOAD_FIELDS[action])
     try:
         return _step(action, event, settings, clients, budget_seconds)
     except Exception as exc:  # every error is classified for the state's Retry/Catch
