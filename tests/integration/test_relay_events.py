@@ -14,8 +14,8 @@ import binascii
 import json
 import re
 import zlib
-from decimal import ROUND_FLOOR, Decimal, localcontext
 from collections.abc import Iterator
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ def decodes(value: Any) -> bool:
         elif tag == "N":
             return isinstance(inner, str) and Decimal(inner).is_finite() and inner.strip() == inner
         elif tag == "NS":
-            return len(inner) > 0 and all(decodes({"N": v}) for v in inner) and len({Decimal(v) for v in inner}) == len(inner)
+            numbers = {Decimal(v) for v in inner}
+            return len(inner) > 0 and all(decodes({"N": v}) for v in inner) and len(numbers) == len(inner)
         elif tag == "SS":
             return len(inner) > 0 and all(isinstance(v, str) for v in inner) and len(set(inner)) == len(inner)
         elif tag == "S":

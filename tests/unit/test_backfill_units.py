@@ -177,7 +177,7 @@ def test_backfill_settings_name_the_bad_variable() -> None:
     assert BackfillSettings.from_env(env).write_concurrency == 8
     with pytest.raises(SettingsError, match="BACKFILL_PROGRESS_TABLE is required"):
         BackfillSettings.from_env({k: v for k, v in env.items() if k != "BACKFILL_PROGRESS_TABLE"})
-    with pytest.raises(SettingsError, match="PEER_CREDENTIALS_PARAMETER or PEER_CREDENTIALS_PARAMETER_PREFIX is required"):
+    with pytest.raises(SettingsError, match="PEER_CREDENTIALS_PARAMETER_PREFIX is required"):
         BackfillSettings.from_env({**env, "TARGET_REGION": "cn-north-1"})
     with pytest.raises(SettingsError, match="BACKFILL_WRITE_CONCURRENCY"):
         BackfillSettings.from_env({**env, "BACKFILL_WRITE_CONCURRENCY": "0"})
