@@ -44,7 +44,10 @@ def decodes(value: Any) -> bool:
         elif tag == "L":
             return all(decodes(v) for v in inner)
         elif tag == "N":
-            return isinstance(inner, str) and Decimal(inner).is_finite() and inner.strip() == inner
+            digits = "".join(map(str, Decimal(inner).as_tuple().digits)).strip("0")
+            return (
+                isinstance(inner, str) and Decimal(inner).is_finite() and inner.strip() == inner and len(digits) <= 38
+            )
         elif tag == "NS":
             numbers = {Decimal(v) for v in inner}
             return len(inner) > 0 and all(decodes({"N": v}) for v in inner) and len(numbers) == len(inner)
@@ -100,7 +103,11 @@ def oracle(event: dict, tag: str, replicate_ttl: bool) -> tuple[dict[str, tuple[
         keys, new, old = body.get("Keys"), body.get("NewImage"), body.get("OldImage")
         images = [i for i in (keys, new, old) if i is not None]
         name = record.get("eventName")
-        well_formed = keys and all(decodes(v) for image in images for v in image.values())
+        well_formed = (
+            keys
+            and all(decodes(v) for image in images for v in image.values())
+            and all(next(iter(v.values())) != "" for v in keys.values())  # a key value may not be empty
+        )
         if not well_formed or name not in ("INSERT", "MODIFY", "REMOVE") or (name != "REMOVE" and new is None):
             parked += 1
             continue
