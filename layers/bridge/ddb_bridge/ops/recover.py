@@ -162,7 +162,7 @@ def read_range(client: Any, pointer: Pointer, *, max_calls: int = 1000) -> list[
             )["ShardIterator"]
         else:
             iterator = client.get_shard_iterator(
-                StreamARN=pointer.stream_arn,
+                StreamName=pointer.stream_arn.split(":stream/", 1)[-1],
                 ShardId=pointer.shard_id,
                 ShardIteratorType="AT_SEQUENCE_NUMBER",
                 StartingSequenceNumber=pointer.start,

@@ -34,7 +34,7 @@ from ..core.batch import park_or_fail, publish, settle
 from ..core.changes import Change, Op, from_stream_record
 from ..core.clients import client_config
 from ..core.codec import Image, decode_image
-from ..core.errors import PermanentError, RetryableError
+from ..core.errors import PermanentError, RetryableError, classify, describe
 from ..core.keys import shown
 from ..core.observability import MetricUnit, logger, metrics
 from ..core.parking import ParkingLot
@@ -131,7 +131,9 @@ def relay_batch(
     try:
         found = _lookups(writer, keys)
     except Exception as exc:  # noqa: BLE001 - the whole batch is retried
-        logger.warning("tombstone lookups failed, batch will be retried", extra={"error": str(exc)[:300]})
+        error = classify(exc)
+        report.non_retryable += isinstance(error, RetryableError) and error.needs_operator
+        logger.warning("tombstone lookups failed, batch will be retried", extra={"error": describe(exc)})
         failed_records.update(id(r) for view in keys.values() for r in view.records)
         report.failed = len(failed_records)
         return failed_records, report

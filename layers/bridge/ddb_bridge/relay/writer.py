@@ -49,6 +49,7 @@ class _Again:
     alone: bool = False
     learned: bool = False
     stored: Image | None = None
+    error: RetryableError | None = None  # what failed, reported if every round fails
 
 
 _Verdict = Result | _Again
@@ -128,6 +129,7 @@ class MarkedWriter(TableWriter):
         pending = changes
         alone: set[str] = set()
         learned: dict[str, Image | None] = {}  # puts that lost the fast path but win in code: guard by these
+        last_error: dict[str, RetryableError] = {}
         for attempt in range(self.batch_rounds):
             if not pending:
                 return
@@ -170,11 +172,15 @@ class MarkedWriter(TableWriter):
                                 alone.add(change.key_id)
                             if verdict.learned:
                                 learned[change.key_id] = verdict.stored
+                            if verdict.error is not None:
+                                last_error[change.key_id] = verdict.error
                         else:
                             results[change.key_id] = verdict
             pending = again
         for change in pending:
-            results[change.key_id] = RetryableError("TransactionRetries", "still cancelled after every round")
+            results[change.key_id] = last_error.get(change.key_id) or RetryableError(
+                "TransactionRetries", "still cancelled after every round"
+            )
 
     def _plan(
         self, change: Change, current: Image | None, learned: dict[str, Image | None], mode: str
@@ -236,7 +242,9 @@ class MarkedWriter(TableWriter):
                     # One bad change refuses the whole request (e.g. a key of the wrong type): halve to find it.
                     half = len(group) // 2
                     return self._send_group(group[:half]) + self._send_group(group[half:])
-                return [(plan.change, _Again() if isinstance(error, RetryableError) else error) for plan in group]
+                if isinstance(error, RetryableError) and not error.needs_operator:
+                    return [(plan.change, _Again(error=error)) for plan in group]
+                return [(plan.change, error) for plan in group]  # permanent, or no retry here can fix it
         out: list[tuple[Change, _Verdict]] = []
         position = 0
         attributable = len(reasons) == sum(len(plan.items) for plan in group)
