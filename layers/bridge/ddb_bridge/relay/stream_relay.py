@@ -131,8 +131,8 @@ def relay_batch(
     try:
         found = _lookups(writer, keys)
     except Exception as exc:  # noqa: BLE001 - the whole batch is retried
-        error = classify(exc)
-        report.non_retryable += isinstance(error, RetryableError) and error.needs_operator
+        cause = classify(exc)
+        report.non_retryable += isinstance(cause, RetryableError) and cause.needs_operator
         logger.warning("tombstone lookups failed, batch will be retried", extra={"error": describe(exc)})
         failed_records.update(id(r) for view in keys.values() for r in view.records)
         report.failed = len(failed_records)
