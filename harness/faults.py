@@ -28,6 +28,7 @@ class Fault:
     times: int = 1
     status: int = 400
     when: Callable[[Any], bool] = field(default=lambda request: True)
+    message: str | None = None  # the error's text (AWS quotes offending values in some)
     injected: int = 0
     seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -40,7 +41,10 @@ class Fault:
                 return None
             self.injected += 1
         body = json.dumps(
-            {"__type": f"com.amazonaws.dynamodb.v20120810#{self.code}", "message": f"injected {self.code}"}
+            {
+                "__type": f"com.amazonaws.dynamodb.v20120810#{self.code}",
+                "message": self.message or f"injected {self.code}",
+            }
         ).encode()
         return AWSResponse(
             request.url,

@@ -93,7 +93,13 @@ def from_stream_record(record: dict[str, Any], attrs: VersionAttrs, *, origin: s
     except validate.InvalidValue as exc:
         raise PermanentError(exc.reason, f"DynamoDB would refuse it: {exc}") from exc
     except (KeyError, TypeError, ValueError, AttributeError, MalformedImage) as exc:
-        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        detail = (
+            f"missing field {exc}"
+            if isinstance(exc, KeyError)
+            else str(exc)
+            if isinstance(exc, MalformedImage)
+            else type(exc).__name__
+        )
         raise PermanentError("MalformedRecord", f"malformed stream record: {detail}") from exc
 
 

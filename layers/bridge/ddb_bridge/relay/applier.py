@@ -70,7 +70,13 @@ def read_pack(record: dict[str, Any], region_tag: str, *, max_pack_bytes: int = 
         data = base64.b64decode(text, validate=True)
         pack = decode(data, max_bytes=max_pack_bytes)
     except (KeyError, TypeError, binascii.Error, MalformedPack) as exc:
-        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        detail = (
+            f"missing field {exc}"
+            if isinstance(exc, KeyError)
+            else str(exc)
+            if isinstance(exc, MalformedPack)
+            else type(exc).__name__
+        )
         raise PermanentError("MalformedRecord", f"not a relay pack: {detail}") from exc
     own = pack.origin == region_tag or any(c.version and c.version.origin == region_tag for c in pack.changes)
     if own:  # a relay pointed at its own region's stream would loop forever

@@ -46,6 +46,11 @@ MAX_CALL_BYTES = 5 * 1024 * 1024
 _HEADROOM = 2048  # the pack envelope and the partition key
 
 
+def _safe(exc: Exception) -> str:
+    """An exception's text when it is ours (never quoting a value), else only its type."""
+    return str(exc) if isinstance(exc, (MalformedPack, MalformedImage)) else type(exc).__name__
+
+
 class MalformedPack(ValueError):
     """Kinesis data that is not a pack this version understands: the record is poison (parked whole)."""
 
@@ -112,7 +117,7 @@ class WireChange:
         except (KeyError, TypeError, ValueError, MalformedImage) as exc:
             if isinstance(exc, MalformedPack):
                 raise
-            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else _safe(exc)
             raise MalformedPack(f"malformed change: {detail}") from exc
 
 

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from ...core.access import PeerKeys, TargetAccess
 from ...core.clients import client_config
-from ...core.errors import PermanentError, RetryableError, classify, error_code, is_credential_error
+from ...core.errors import PermanentError, RetryableError, classify, describe, error_code, is_credential_error
 from ...core.observability import logger
 from ..settings import FullLoadSettings, load_full_load_settings
 from ..stepinput import FULL_LOAD_FIELDS, check
@@ -61,8 +61,8 @@ def classify_step(exc: BaseException) -> PermanentError | RetryableError:
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code in _RETRYABLE_CODES or status >= 500 or is_credential_error(exc):
-            return RetryableError(code, str(exc))
-        return PermanentError(code, str(exc))
+            return RetryableError(code, describe(exc))
+        return PermanentError(code, describe(exc))
     return classify(exc)  # network errors are retryable, our own bugs permanent
 
 
