@@ -20,6 +20,7 @@ from ddb_bridge.core.parking import ParkingLot
 from ddb_bridge.loads.backfill.clients import BackfillClients
 from ddb_bridge.loads.backfill.copy import copy_segment
 from ddb_bridge.loads.settings import BackfillSettings
+from ddb_bridge.ops.resync import resync
 from harness.bidirectional import TwoRegions
 from harness.faults import CancelTransactions, Fault, cancel_transactions, holding, inject
 from harness.lambdas import LocalFunction
@@ -169,10 +170,17 @@ def test_backfill_an_item_the_target_refuses_is_parked_and_the_page_is_copied(aw
     # THEN the segment finished, the neighbours are copied, and the refused item is parked whole with its key
     assert out["done"] and out["copied"] == len(NEIGHBOURS) and out["parked"] == 1
     assert keys_of(scan_all(world.target, world.target_table)) == NEIGHBOURS
-    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
     body = json.loads(message["Body"])
     assert body["source"] == "backfill" and body["reason"] == "ValidationException"
     assert body["record"]["dynamodb"]["Keys"] == {"pk": {"S": POISON}}
     assert body["record"]["dynamodb"]["NewImage"]["card"] == {"S": "SECRET-4111-1111"}  # the whole item, parked
     assert POISON in body["error"] and "SECRET" not in body["error"]  # the key, never a value
     assert canonical_key({"pk": {"S": POISON}}) not in scan_all(world.target, world.target_table)
+    # AND once the target takes it, the resync command re-reads the parked key and the replicator writes it
+    replicator = LocalFunction("table_replicator", world.replicator_env())
+    report = resync(
+        sqs=sqs, queue_url=queue, source=world.source, source_table=world.source_table, invoke=replicator.invoke
+    )
+    assert report.replayed == 1
+    assert scan_all(world.target, world.target_table) == scan_all(world.source, world.source_table)
