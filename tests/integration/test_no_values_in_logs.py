@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from typing import Any
 
 import boto3
@@ -34,7 +35,18 @@ SECRET_NUMBER = "31415926535897932384626433"
 SECRET_BYTES = b"SECRET-BIN-\x00\xff"
 MARKERS = (SECRET_TEXT, SECRET_NUMBER, base64.b64encode(SECRET_BYTES).decode(), "SECRET-BIN")
 KEY_MARKER = "KEYMARK-42"
-DEBUG = {"POWERTOOLS_LOG_LEVEL": "DEBUG"}
+
+
+def debug(service: str) -> dict[str, str]:
+    """DEBUG logs under a service name of this test's own (a logger of an earlier test writes elsewhere)."""
+    return {"POWERTOOLS_LOG_LEVEL": "DEBUG", "POWERTOOLS_SERVICE_NAME": f"{service}-{uuid.uuid4().hex[:6]}"}
+
+
+def captured(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """Every log line written: the JSON lines on stdout/stderr, and every record with all its fields."""
+    out = capfd.readouterr()
+    records = [json.dumps(vars(r), default=str, ensure_ascii=False) for r in caplog.records]
+    return "\n".join([out.out, out.err, *records])
 
 
 def secret_item(pk: str, ts: str | None = None, origin: str | None = None) -> dict[str, Any]:
@@ -92,9 +104,11 @@ def errors_of(messages: list[dict[str, Any]]) -> str:
     return "\n".join(m["error"] for m in messages)
 
 
-def test_table_replicator_logs_no_values(aws: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_table_replicator_logs_no_values(
+    aws: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     world = one_way_world()
-    fn = LocalFunction("table_replicator", world.replicator_env(REPLICATION_MODE="lww", **DEBUG))
+    fn = LocalFunction("table_replicator", world.replicator_env(REPLICATION_MODE="lww", **debug("replicator")))
     fn.invoke({"Records": []})
     client = fn.layer_module("ddb_bridge.core.clients").target_sessions.current().dynamodb
     # a target that refuses one item (its error quotes the value, as DynamoDB's do) and denies another
@@ -109,9 +123,9 @@ def test_table_replicator_logs_no_values(aws: Any, capfd: pytest.CaptureFixture[
     fn.invoke({"Records": records})
     parked = world.parked()
     assert len(parked) == len(MALFORMED) + 1  # the refused one too; the denied one is retried
-    logs = capfd.readouterr()
-    assert refuse.injected >= 1 and "record parked" in logs.out + logs.err
-    assert scan(logs.out + logs.err) == [] and scan(errors_of(parked)) == []
+    logs = captured(capfd, caplog)
+    assert refuse.injected >= 1 and "record parked" in logs
+    assert scan(logs) == [] and scan(errors_of(parked)) == []
 
 
 def _wire(item: dict[str, Any]) -> dict[str, Any]:
@@ -122,9 +136,12 @@ def _wire(item: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("log_keys", ["plain", "hash"])
-def test_the_relay_and_the_applier_log_no_values(aws: Any, capfd: pytest.CaptureFixture[str], log_keys: str) -> None:
-    env = {**DEBUG, "LOG_KEYS": log_keys}
-    world = TwoRegions(relay_env=env, applier_env=env)
+def test_the_relay_and_the_applier_log_no_values(
+    aws: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, log_keys: str
+) -> None:
+    world = TwoRegions(
+        relay_env={**debug("relay"), "LOG_KEYS": log_keys}, applier_env={**debug("applier"), "LOG_KEYS": log_keys}
+    )
     client = world.b.applier.layer_module("ddb_bridge.relay.applier").runtime().local.dynamodb
     cancel_transactions(client, CancelTransactions(holding("refused-by-b"), "ValidationError"))
     now = int(time.time() * 1000)
@@ -138,22 +155,24 @@ def test_the_relay_and_the_applier_log_no_values(aws: Any, capfd: pytest.Capture
     # malformed stream records straight into the relay
     assert world.a.relay is not None
     world.a.relay.invoke({"Records": [wire_record(900 + i, item["pk"]["S"], item) for i, item in enumerate(MALFORMED)]})
-    logs = capfd.readouterr()
+    logs = captured(capfd, caplog)
     parked = world.a.parked() + world.b.parked()
     assert {m["reason"] for m in parked} >= {"FutureVersion", "ValidationException", "InvalidValue", "ItemTooLarge"}
-    assert "putting the newer state back" in logs.out + logs.err
-    assert scan(logs.out + logs.err, keys=log_keys == "hash") == []
+    assert "putting the newer state back" in logs
+    assert scan(logs, keys=log_keys == "hash") == []
     assert scan(errors_of(parked), keys=log_keys == "hash") == []
 
 
-def test_the_backfill_logs_no_values(aws: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_the_backfill_logs_no_values(
+    aws: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     world = load_world(TableShape(key_schema=[("pk", "S")]))
     world.create_target_table()
     world.create_backfill_tables()
     sqs = boto3.client("sqs", region_name="us-east-1")
     queue = sqs.create_queue(QueueName="backfill-parking-logs")["QueueUrl"]
     world.seed([secret_item(f"k{i}") for i in range(5)] + [secret_item(KEY_MARKER)])
-    settings = BackfillSettings.from_env(world.backfill_env(PARKING_QUEUE_URL=queue, LOG_KEYS="hash", **DEBUG))
+    settings = BackfillSettings.from_env(world.backfill_env(PARKING_QUEUE_URL=queue, LOG_KEYS="hash"))
 
     class Refusing(TargetAccess):
         def client(self, service: str, *, pool: int = 10) -> Any:
@@ -173,9 +192,9 @@ def test_the_backfill_logs_no_values(aws: Any, capfd: pytest.CaptureFixture[str]
     out = copy_segment(state, settings, clients, owner="test", budget_seconds=60)
     assert out["parked"] == 1 and out["copied"] == 5
     message = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
-    logs = capfd.readouterr()
-    assert "sha256:" in message["error"]  # LOG_KEYS=hash: the key hashed
-    assert scan(logs.out + logs.err, keys=True) == [] and scan(message["error"], keys=True) == []
+    logs = captured(capfd, caplog)
+    assert "sha256:" in message["error"] and "item parked" in logs  # LOG_KEYS=hash: the key hashed
+    assert scan(logs, keys=True) == [] and scan(message["error"], keys=True) == []
 
 
 def test_a_batch_sent_to_the_on_failure_queue_carries_no_values(aws: Any) -> None:

@@ -65,8 +65,9 @@ def metric_values(stdout: str, name: str) -> list[float]:
 
 
 @pytest.fixture
-def failed_batches(aws: Any, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+def failed_batches(aws: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A replicator whose target denied access until its batches went to the on-failure queue."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # a script imported earlier may have set it
     world = one_way_world()
     fn = LocalFunction("table_replicator", world.replicator_env(POWERTOOLS_METRICS_NAMESPACE="DdbBridge"))
     fn.invoke({"Records": []})
@@ -86,7 +87,7 @@ def failed_batches(aws: Any, capsys: pytest.CaptureFixture[str]) -> dict[str, An
         function_arn=REPLICATOR_ARN,
     )
     poller.drain()
-    return {"world": world, "fn": fn, "denied": denied, "poller": poller, "stdout": capsys.readouterr().out}
+    return {"world": world, "fn": fn, "denied": denied, "poller": poller, "stdout": capfd.readouterr().out}
 
 
 def test_a_batch_that_exhausted_its_retries_is_recovered_with_nothing_lost(failed_batches: dict[str, Any]) -> None:

@@ -56,7 +56,6 @@ def bad_step(run: Any, event: dict[str, Any]) -> str:
             {"action": "enable_replication", "plan": PLAN, "precheck": {}, "export": {"exportTime": 1}},
             "precheck.mappingUuid",
         ),
-        ({"action": "plan", "input": "not an object"}, "input"),
     ],
 )
 def test_a_full_load_step_names_the_field_it_cannot_use(event: dict[str, Any], field: str) -> None:

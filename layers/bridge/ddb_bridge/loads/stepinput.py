@@ -76,7 +76,7 @@ def check(action: str, event: Mapping[str, Any], fields: Mapping[str, Kind]) -> 
 
 # What each full-load step reads of the input the workflow hands it.
 FULL_LOAD_FIELDS: dict[str, dict[str, Kind]] = {
-    "plan": {"input": "object?", "execution": "text?"},
+    "plan": {},  # the plan step judges the execution input itself, and answers with a readable verdict
     "precheck": {"plan": "object"},
     "start_export": {
         "plan.exportBucket": "text",
@@ -122,7 +122,7 @@ FULL_LOAD_FIELDS: dict[str, dict[str, Kind]] = {
 
 # What each backfill step reads.
 BACKFILL_FIELDS: dict[str, dict[str, Kind]] = {
-    "plan": {"input": "object?", "execution": "text?"},
+    "plan": {},  # the plan step judges the execution input itself, and answers with a readable verdict
     "copy": {
         "backfillId": "text",
         "segment": "whole",
