@@ -1,7 +1,8 @@
 """The local world of bucket replication: source bucket, event queue (+ DLQ), the target bucket elsewhere.
 
-A source bucket whose events reach an SQS queue (with its DLQ), the sequencer table, the parking queue, and a target bucket in another account (AssumeRole + ExternalId)
-or in the other partition (cn-north-1, an IAM user's keys in Secrets Manager).
+The source bucket's events reach an SQS queue (with its DLQ); beside them the sequencer table and the
+parking queue; the target bucket is in another account (AssumeRole + ExternalId) or in the other
+partition (cn-north-1, an IAM user's keys in Secrets Manager).
 """
 
 from __future__ import annotations

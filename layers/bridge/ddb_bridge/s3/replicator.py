@@ -13,6 +13,7 @@ the task that finds every part uploaded completes the upload.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,13 @@ class BatchReport:
     parked: int = 0
     failed: int = 0
     lags_ms: list[int] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to counters (keys run on several threads)."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
 
 
 report_listeners: list[Callable[[BatchReport], None]] = []
@@ -84,7 +92,7 @@ class Replicator:
         if self.sequencers and event.sequencer:
             last = self.sequencers.latest(pair.source_bucket, event.key)
             if last is not None and sequencer_key(event.sequencer) <= last:
-                report.stale += 1  # an event older than (or the same as) one already applied
+                report.add(stale=1)  # an event older than (or the same as) one already applied
                 return
         for _ in range(SYNC_ATTEMPTS):
             if self._sync_once(event, dest, report):
@@ -103,30 +111,31 @@ class Replicator:
             after = copier.head_source(event.key)
             if after is not None:
                 return False  # re-created meanwhile: copy it
-            report.deleted += 1
+            report.add(deleted=1)
             self._lag(event, report)
             return True
         target = copier.head_target(dest)
         if target is not None and same_object(source, target, tags=self.settings.copy.copy_tags):
-            report.skipped_identical += 1
+            report.add(skipped_identical=1)
             return True
         if source.size > self.settings.copy.inline_max:
             self.split(event, dest, source, report)
             return True
         try:
-            report.bytes_copied += copier.copy(event.key, dest, source)
+            report.add(bytes_copied=copier.copy(event.key, dest, source))
         except SourceChanged:
             return False
         after = copier.head_source(event.key)
         if after is None or after.etag != source.etag:
             return False
-        report.copied += 1
+        report.add(copied=1)
         self._lag(event, report)
         return True
 
     def _lag(self, event: ObjectEvent, report: BatchReport) -> None:
         if event.event_ms:
-            report.lags_ms.append(max(0, int(time.time() * 1000) - event.event_ms))
+            with report._lock:
+                report.lags_ms.append(max(0, int(time.time() * 1000) - event.event_ms))
 
     # ---- large objects: split into tasks ---------------------------------------------------------------------
     def split(self, event: ObjectEvent, dest: str, source: Any, report: BatchReport) -> None:
@@ -149,12 +158,12 @@ class Replicator:
         except Exception:
             self.copier.abort(job)  # nothing half-queued stays behind
             raise
-        report.split += 1
+        report.add(split=1)
         logger.info("split copy queued", extra={"parts": job["parts"], "tasks": len(bodies), "size": job["size"]})
 
     def run_parts(self, task: PartsTask, report: BatchReport) -> None:
         """Copy one task's part range (resuming from ListParts), then complete the upload if every part is in."""
-        report.parts_tasks += 1
+        report.add(parts_tasks=1)
         job = task.job
         try:
             parts = self.copier.uploaded_parts(job)
@@ -163,9 +172,9 @@ class Replicator:
                 return  # completed by another task, or aborted because the source changed (its own event follows)
             raise
         try:
-            report.bytes_copied += self.copier.copy_parts(job, task.first, task.last, skip=parts)
+            report.add(bytes_copied=self.copier.copy_parts(job, task.first, task.last, skip=parts))
             if self.copier.complete(job) == "done":
-                report.copied += 1
+                report.add(copied=1)
                 self._lag(ObjectEvent("", "", "", "", int(job.get("eventMs") or 0), ""), report)
         except SourceChanged:
             self.copier.abort(job)
@@ -191,13 +200,13 @@ def replicate_batch(
         try:
             items = parse_body(record.get("body", ""), eventbridge_keys_encoded=settings.eventbridge_keys_encoded)
         except PermanentError as error:
-            report.parked += park_or_fail(parking, record, error, failed, parked)
+            report.add(parked=int(park_or_fail(parking, record, error, failed, parked)))
             continue
         for item in items:
             if isinstance(item, PartsTask):
                 tasks.append((item, record))
                 continue
-            report.events += 1
+            report.add(events=1)
             slot = (item.bucket, item.key)
             if slot in by_key:
                 best, members = by_key[slot]
@@ -205,7 +214,7 @@ def replicate_batch(
                 if item.sequencer and (not best.sequencer or newer(item.sequencer, best.sequencer)):
                     by_key[slot] = (item, members)
                 else:
-                    report.stale += 1  # coalesced: the key is synced once, with its newest event
+                    report.add(stale=1)  # coalesced: the key is synced once, with its newest event
             else:
                 by_key[slot] = (item, [record])
 
@@ -235,7 +244,7 @@ def replicate_batch(
             failed.update(id(r) for r in members)
         else:
             for record in members:
-                report.parked += park_or_fail(parking, record, verdict, failed, parked)
+                report.add(parked=int(park_or_fail(parking, record, verdict, failed, parked)))
     report.failed = len(failed)
     return failed, report
 
@@ -324,5 +333,5 @@ def handle(event: Json, context: Any) -> Json:
     failed, report = replicate_batch(records, replicator=rt.replicator(), parking=rt.parking)
     response = settle(event, failed, EventType.SQS, context)
     _emit(report)
-    logger.info("batch done", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
+    logger.info("batch done", extra={k: v for k, v in vars(report).items() if not k.startswith(("lags", "_"))})
     return dict(response)
