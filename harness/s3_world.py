@@ -15,9 +15,11 @@ from typing import Any
 import boto3
 
 from . import moto_s3_events
+from .lambda_bridge import BRIDGE, install
 from .lambdas import LocalFunction
 from .load_world import PEER_REGION, create_bucket, peer_session
 from .sqs_source import SqsSource, take_all
+from .workflows import create_state_machine
 from .world import EXTERNAL_ID, SOURCE_REGION, TARGET_REGION, TARGET_ROLE_ARN, target_session
 
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
@@ -78,6 +80,17 @@ class BucketWorld:
         """The queue delivered to `function` the way Lambda's SQS event source does."""
         return SqsSource(self.sqs, self.queue_url, function.invoke, batch_size=batch_size)
 
+    def backfill_machine(self, *, warm: int = 1, **overrides: str) -> str:
+        """functions/bucket_backfill deployed, its progress table and the workflow created; returns the ARN."""
+        self.create_progress_table()
+        env = self.env(POWERTOOLS_SERVICE_NAME="bucket_backfill", **overrides)
+        arn = BRIDGE.deploy(
+            "bucket_backfill", env, lambda_client=boto3.client("lambda", region_name=SOURCE_REGION), warm=warm
+        )
+        return create_state_machine(
+            "bucket_backfill", {"BucketBackfillFunctionArn": arn}, name=f"bucket-backfill-{uuid.uuid4().hex[:6]}"
+        )
+
     def create_progress_table(self) -> None:
         """The bucket backfill's progress table."""
         _table(self.dynamodb, self.progress_table)
@@ -133,6 +146,7 @@ def bucket_world(
 ) -> BucketWorld:
     """Create the source side (bucket, queue + DLQ, notifications, sequencer table, parking) and the target bucket."""
     moto_s3_events.install()
+    install()  # Step Functions' Lambda tasks run our handlers
     name = name or f"media-{uuid.uuid4().hex[:6]}"
     s3 = boto3.client("s3", region_name=SOURCE_REGION)
     sqs = boto3.client("sqs", region_name=SOURCE_REGION)

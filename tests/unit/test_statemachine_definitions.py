@@ -27,14 +27,16 @@ LAMBDA_SERVICE_ERRORS = {
 
 
 def state_machines() -> dict[str, dict[str, Any]]:
-    """template.yaml's state machines by their DefinitionUri."""
-    template, matches = decode(str(ROOT / "template.yaml"))
-    assert not matches, matches
-    return {
-        r["Properties"]["DefinitionUri"]: r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::Serverless::StateMachine"
-    }
+    """The state machines of template.yaml and of the nested templates (templates/*.yaml) by their DefinitionUri."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in [ROOT / "template.yaml", *sorted((ROOT / "templates").glob("*.yaml"))]:
+        template, matches = decode(str(path))
+        assert not matches, matches
+        base = "" if path.parent == ROOT else "../"  # a nested template's paths are relative to its folder
+        for r in template["Resources"].values():
+            if r["Type"] == "AWS::Serverless::StateMachine":
+                found[r["Properties"]["DefinitionUri"].removeprefix(base)] = r["Properties"]
+    return found
 
 
 def all_states(definition: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any], bool]]:
@@ -49,7 +51,7 @@ def all_states(definition: dict[str, Any], path: str = "") -> Iterator[tuple[str
 
 
 def test_there_are_workflows() -> None:
-    assert [p.name for p in ASL_FILES] == ["backfill.asl.json", "full_load.asl.json"]
+    assert [p.name for p in ASL_FILES] == ["backfill.asl.json", "bucket_backfill.asl.json", "full_load.asl.json"]
 
 
 @pytest.mark.parametrize("path", ASL_FILES, ids=lambda p: p.name)
