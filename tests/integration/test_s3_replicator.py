@@ -171,7 +171,7 @@ def test_test_event_and_eventbridge_shape(aws: Any) -> None:
     world = bucket_world(notify=False)
     world.put("eb key+1.txt", b"from eventbridge")
     test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": world.source_bucket}
-    eb = json.loads(Path("events/s3_eventbridge_object_created.json").read_text())
+    eb = json.loads(json.loads(Path("events/s3_sqs_eventbridge_and_malformed.json").read_text())["Records"][0]["body"])
     eb["detail"]["bucket"]["name"] = world.source_bucket
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(test_event))
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(eb))
