@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -114,6 +115,9 @@ def _copy_small(rt: Runtime, copier: ObjectCopier, entry: Json, other: Json | No
     """One object: ("copied"|"skipped"|"gone", bytes). Raises PermanentError for this object alone."""
     key = entry["Key"]
     dest = target_key(rt.settings.buckets, key)
+    if other is None and copier.can_copy_listed(entry):
+        with suppress(SourceChanged):  # changed since the listing: the HEAD path below copies it as it is now
+            return "copied", copier.copy_listed(key, dest, entry)
     for _ in range(3):
         source = copier.head_source(key)
         if source is None:

@@ -144,6 +144,43 @@ class ObjectCopier:
             raise
         return head.size
 
+    def copy_listed(self, key: str, target_key: str, entry: Json) -> int:
+        """Server side, from a listing entry alone: one CopyObject that keeps headers, metadata and tags (COPY).
+
+        Only for single-part objects (their ETag is the MD5 S3 keeps on the copy, which later proves the
+        copy identical) and without a KMS key mapping; the caller takes the HEAD path otherwise.
+        """
+        args: Json = {}
+        storage = self.options.storage_class or entry.get("StorageClass")
+        if storage and storage != "STANDARD":
+            args["StorageClass"] = storage
+        etag = str(entry["ETag"]).strip('"')
+        try:
+            self.target.copy_object(
+                Bucket=self.target_bucket,
+                Key=target_key,
+                CopySource={"Bucket": self.source_bucket, "Key": key},
+                CopySourceIfMatch=f'"{etag}"',
+                MetadataDirective="COPY",
+                TaggingDirective="COPY" if self.options.copy_tags else "REPLACE",
+                **args,
+            )
+        except ClientError as exc:
+            if is_precondition_failed(exc) or is_not_found(exc):
+                raise SourceChanged(f"{key} changed since it was listed") from exc
+            raise
+        self.counters.add(copied=int(entry["Size"]), requests=1)
+        return int(entry["Size"])
+
+    def can_copy_listed(self, entry: Json) -> bool:
+        """True when `copy_listed` may copy this listing entry."""
+        return (
+            self.options.server_side
+            and not self.options.kms_key_id
+            and "-" not in str(entry["ETag"])
+            and int(entry["Size"]) <= self.options.single_max
+        )
+
     def delete_target(self, target_key: str) -> None:
         """Delete the target object (a missing one is fine: S3 answers 204 either way)."""
         self.counters.add(requests=1)
