@@ -31,6 +31,8 @@ INVOKE_CASES = [
     ("backfill", "events/backfill_plan.json", '"valid": true'),
     ("stream_relay", "events/relay_local_insert_modify.json", '"batchItemFailures": []'),
     ("relay_applier", "events/kinesis_pack.json", '"batchItemFailures": []'),
+    ("bucket_replicator", "events/s3_sqs_notifications.json", '"photos/2026/a b+c \\u00fc.jpg"'),
+    ("bucket_backfill", "events/bucket_backfill_plan.json", '"valid": true'),
 ]
 
 
