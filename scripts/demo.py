@@ -98,7 +98,12 @@ def main() -> int:
         say("phase 2", "China <-> Global, both sides writing, through the Kinesis relay")
         bidi = phase("bidirectional").run_bidirectional(items=BIDI_ITEMS, say=lambda m: say("bidi", m))
         report(one_way, bidi)
-        return 0 if one_way["mismatches"] == 0 and bidi["mismatches"] == 0 else 1
+        aws.reset()
+        say("phase 3", "S3: backfill while live puts/deletes flow, into another account and the other partition")
+        s3 = phase("s3").run(lambda m: say("s3", m))
+        s3_ok = all(run["differences"] == 0 for run in s3.values())
+        say("s3", f"bucket compare differences: {[run['differences'] for run in s3.values()]} (account, partition)")
+        return 0 if one_way["mismatches"] == 0 and bidi["mismatches"] == 0 and s3_ok else 1
     finally:
         aws.stop()
 

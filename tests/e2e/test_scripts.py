@@ -54,9 +54,19 @@ def test_make_invoke_rejects_an_unknown_function():
 
 
 def test_demo_runs_both_phases_and_ends_with_zero_mismatches():
-    out = run("scripts/demo.py", DEMO_ITEMS="300", DEMO_LIVE_SECONDS="1", DEMO_LIVE_RATE="30", DEMO_BIDI_ITEMS="60")
+    out = run(
+        "scripts/demo.py",
+        DEMO_ITEMS="300",
+        DEMO_LIVE_SECONDS="1",
+        DEMO_LIVE_RATE="30",
+        DEMO_BIDI_ITEMS="60",
+        DEMO_S3_OBJECTS="120",
+        DEMO_S3_LIVE_SECONDS="1",
+        DEMO_S3_MULTIPART="1",
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = out.stdout[out.stdout.index("ddb-bridge demo report") :]
     assert report.count("mismatches                            : 0") == 2
     assert "step: Import into the target account" in out.stdout and "step: Enable live replication" in out.stdout
     assert "items loaded, exported, imported      : 300," in report
+    assert "bucket compare differences: [0, 0] (account, partition)" in out.stdout

@@ -111,13 +111,31 @@ def _fail(state: Json, key: str, error: PermanentError) -> None:
         state["failures"].append({"key": key, "reason": error.reason, "error": str(error)[:300]})
 
 
+def _settled(copier: ObjectCopier, key: str, dest: str, etag: str) -> str | None:
+    """After a copy, read the source again: live replication may have deleted or replaced it meanwhile.
+
+    "gone": the source is absent, so the copy just made is deleted (a late copy must not resurrect an
+    object whose delete was already replicated); "changed": copy again; None: the copy stands.
+    """
+    now = copier.head_source(key)
+    if now is None:
+        copier.delete_target(dest)
+        return "gone"
+    return "changed" if now.etag != etag else None
+
+
 def _copy_small(rt: Runtime, copier: ObjectCopier, entry: Json, other: Json | None) -> tuple[str, int]:
-    """One object: ("copied"|"skipped"|"gone", bytes). Raises PermanentError for this object alone."""
+    """One object: ("copied"|"skipped"|"gone"|"large", bytes). Raises PermanentError for this object alone."""
     key = entry["Key"]
     dest = target_key(rt.settings.buckets, key)
     if other is None and copier.can_copy_listed(entry):
         with suppress(SourceChanged):  # changed since the listing: the HEAD path below copies it as it is now
-            return "copied", copier.copy_listed(key, dest, entry)
+            size = copier.copy_listed(key, dest, entry)
+            verdict = _settled(copier, key, dest, str(entry["ETag"]).strip('"'))
+            if verdict is None:
+                return "copied", size
+            if verdict == "gone":
+                return "gone", 0
     for _ in range(3):
         source = copier.head_source(key)
         if source is None:
@@ -129,9 +147,14 @@ def _copy_small(rt: Runtime, copier: ObjectCopier, entry: Json, other: Json | No
         if source.size > rt.settings.copy.inline_max:
             return "large", source.size
         try:
-            return "copied", copier.copy(key, dest, source)
+            size = copier.copy(key, dest, source)
         except SourceChanged:
             continue
+        verdict = _settled(copier, key, dest, source.etag)
+        if verdict is None:
+            return "copied", size
+        if verdict == "gone":
+            return "gone", 0
     raise RetryableError("SourceChurning", f"{key} kept changing while it was copied")
 
 
@@ -152,7 +175,10 @@ def _run_job(copier: ObjectCopier, job: Json, budget: _Budget, seconds_per_part:
         for n in chunk:
             copier.copy_parts(job, n, n, skip=have)
         have.update(chunk)
-    return copier.complete(job)
+    outcome = copier.complete(job)
+    if outcome == "done" and _settled(copier, job["sourceKey"], job["targetKey"], job["etag"]) is not None:
+        return "restart"  # deleted or replaced while it was completed: the next pass sees it as it is now
+    return outcome
 
 
 def copy_range(event: Json, rt: Runtime, *, owner: str, budget_seconds: float) -> Json:
@@ -244,6 +270,8 @@ def _advance(rt: Runtime, backfill_id: str, rng: Json, options: Json, state: Jso
                 raise RetryableError("SourceChanged", f"{entry['Key']} changed during its copy; retrying") from exc
             if outcome == "waiting":
                 return  # the checkpoint keeps the upload; the next call resumes its parts
+            if outcome == "restart":
+                raise RetryableError("SourceChanged", f"{entry['Key']} changed during its copy; retrying")
             state["copied"] += 1
             state["bytesCopied"] += int(job["size"])
             state["job"] = None
