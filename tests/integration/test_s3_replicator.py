@@ -18,9 +18,16 @@ from harness.sqs_source import scramble, take_all
 KEYS = ["plain.txt", "a b/c d.txt", "x+y=z.txt", "100%/done.txt", "über/日本語 ✓.bin", "q?&#.txt"]
 
 
+_FUNCTIONS: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+
 def run(world: BucketWorld, **env: str) -> Any:
-    fn = world.replicator(**env)
-    source = world.source_of(fn)
+    """Deliver the queue to the world's replicator (one warm function per world and settings, as Lambda keeps)."""
+    slot = (world.name, tuple(sorted(env.items())))
+    if slot not in _FUNCTIONS:
+        _FUNCTIONS.clear()
+        _FUNCTIONS[slot] = world.replicator(**env)
+    source = world.source_of(_FUNCTIONS[slot])
     source.drain(timeout_s=60)
     return source
 
