@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from ddb_bridge.s3.compare import compare_buckets, main
 from ddb_bridge.s3.settings import BucketPair
 from harness import lambda_bridge
+from harness.faults import S3Fault, inject
 from harness.lambda_bridge import LambdaBridge
 from harness.s3_world import BucketWorld, bucket_world
 from harness.workflows import run
@@ -148,3 +150,27 @@ def test_compare_reports_missing_extra_and_different(aws: Any, capsys: Any) -> N
     assert report.samples == {"missing": [keys[3]], "extra": ["c/extra"], "different": [keys[7]]}
     code = main(["--source-bucket", world.source_bucket, "--target-bucket", world.target_bucket, "--ranges", "3"])
     assert code == 1 and '"missing": 1' in capsys.readouterr().out
+
+
+def test_an_object_the_backfill_may_not_read_is_counted_failed_and_the_rest_copied(bridge: LambdaBridge) -> None:
+    world = bucket_world(notify=False)
+    objects = seed(world, 12)
+    denied = sorted(objects)[5]
+
+    def deny(sandbox: Any) -> None:
+        target = sandbox.layer_module("ddb_bridge.s3.backfill").runtime().copier().target
+        inject(target, "CopyObject", S3Fault("AccessDenied", times=10**6, status=403, when=ends_with(denied)))
+
+    machine = world.backfill_machine()
+    bridge.configure("bucket_backfill", deny)
+    result = run(machine, {"ranges": 2}, timeout_s=60)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    out = result["output"]
+    assert (out["copied"], out["failed"], out["bytesFailed"]) == (11, 1, len(objects[denied]))
+    assert [(f["key"], f["reason"]) for f in out["failures"]] == [(denied, "AccessDenied")]
+    assert world.target_contents() == {k: v for k, v in objects.items() if k != denied}
+
+
+def ends_with(key: str) -> Any:
+    quoted = quote(key)
+    return lambda request: request.url.split("?")[0].endswith("/" + quoted)

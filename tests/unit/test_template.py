@@ -11,7 +11,7 @@ import pytest
 from cfnlint.decode import decode
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ["template.yaml", "target-account.yaml"]
+TEMPLATES = ["template.yaml", "target-account.yaml", "templates/s3.yaml"]
 
 
 def load(name: str) -> dict[str, Any]:

@@ -105,8 +105,10 @@ class _Budget:
         return self.deadline - time.monotonic()
 
 
-def _fail(state: Json, key: str, error: PermanentError) -> None:
+def _fail(state: Json, entry: Json, error: PermanentError) -> None:
+    key = entry["Key"]
     state["failed"] += 1
+    state["bytesFailed"] += int(entry.get("Size") or 0)
     if len(state["failures"]) < SAMPLES:
         state["failures"].append({"key": key, "reason": error.reason, "error": str(error)[:300]})
 
@@ -243,7 +245,7 @@ def _advance(rt: Runtime, backfill_id: str, rng: Json, options: Json, state: Jso
         with ThreadPoolExecutor(max_workers=max(1, min(rt.settings.copy.concurrency, len(rest) or 1))) as pool:
             for (entry, _), result in zip(rest, pool.map(one, rest), strict=True):
                 if isinstance(result, PermanentError):
-                    _fail(state, entry["Key"], result)
+                    _fail(state, entry, result)
                 elif result[0] == "copied":
                     state["copied"] += 1
                     state["bytesCopied"] += result[1]

@@ -15,7 +15,17 @@ from botocore.exceptions import ClientError
 from ..core.errors import RetryableError, error_code
 
 Json = dict[str, Any]
-COUNTERS = ("listed", "copied", "skipped", "failed", "bytesCopied", "bytesSkipped", "deleted", "wouldDelete")
+COUNTERS = (
+    "listed",
+    "copied",
+    "skipped",
+    "failed",
+    "bytesCopied",
+    "bytesSkipped",
+    "bytesFailed",
+    "deleted",
+    "wouldDelete",
+)
 TTL_SECONDS = 30 * 86400
 
 
