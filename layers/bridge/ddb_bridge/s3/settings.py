@@ -6,14 +6,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..core.clients import partition_of
 from ..core.settings import (
-    _QUEUE_URL_RE,
-    _TABLE_RE,
+    TABLE_RE,
+    URL_RE,
     Env,
     PeerKeysSettings,
     SettingsError,
     TargetSettings,
-    _partition,
     _peer_for,
     cached_loader,
 )
@@ -133,7 +133,7 @@ class BucketSettings:
     @property
     def cross_partition(self) -> bool:
         """True when the target bucket is in another partition (aws <-> aws-cn)."""
-        return _partition(self.source_region) != _partition(self.target.region)
+        return partition_of(self.source_region) != partition_of(self.target.region)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BucketSettings:
@@ -142,18 +142,18 @@ class BucketSettings:
         source_region = env.region("AWS_REGION")
         target = TargetSettings.from_env(env, with_table=False)
         peer = _peer_for(env, source_region, target)
-        same = _partition(source_region) == _partition(target.region)
+        same = partition_of(source_region) == partition_of(target.region)
         return cls(
             buckets=BucketPair.from_env(env),
             source_region=source_region,
             target=target,
             peer=peer,
             copy=CopyOptions.from_env(env, same_partition=same),
-            parking_queue_url=env.optional("PARKING_QUEUE_URL", pattern=_QUEUE_URL_RE, expects="an SQS queue URL"),
-            work_queue_url=env.optional("WORK_QUEUE_URL", pattern=_QUEUE_URL_RE, expects="an SQS queue URL"),
-            sequencer_table=env.optional("SEQUENCER_TABLE_NAME", pattern=_TABLE_RE, expects="a DynamoDB table name"),
+            parking_queue_url=env.optional("PARKING_QUEUE_URL", pattern=URL_RE, expects="an SQS queue URL"),
+            work_queue_url=env.optional("WORK_QUEUE_URL", pattern=URL_RE, expects="an SQS queue URL"),
+            sequencer_table=env.optional("SEQUENCER_TABLE_NAME", pattern=TABLE_RE, expects="a DynamoDB table name"),
             sequencer_ttl_days=env.integer("SEQUENCER_TTL_DAYS", 15, minimum=1, maximum=365),
-            progress_table=env.optional("BACKFILL_PROGRESS_TABLE", pattern=_TABLE_RE, expects="a DynamoDB table name"),
+            progress_table=env.optional("BACKFILL_PROGRESS_TABLE", pattern=TABLE_RE, expects="a DynamoDB table name"),
             eventbridge_keys_encoded=env.flag("EVENTBRIDGE_KEYS_URL_ENCODED", True),
         )
 
