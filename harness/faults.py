@@ -108,3 +108,21 @@ def cancel_transactions(client: Any, fault: CancelTransactions) -> CancelTransac
 def holding(marker: str) -> Callable[[dict[str, Any]], bool]:
     """A matcher of transaction actions whose JSON mentions `marker` (a key value, say)."""
     return lambda action: marker in json.dumps(action)
+
+
+class S3Fault(Fault):
+    """An S3 error (XML body, as S3 sends it; HEAD responses have none, so botocore reports the status)."""
+
+    def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
+        """Act as botocore's before-send hook for an S3 operation."""
+        with self._lock:
+            self.seen += 1
+            if self.injected >= self.times or not self.when(request):
+                return None
+            self.injected += 1
+        body = (
+            b""
+            if request.method == "HEAD"
+            else (f"<Error><Code>{self.code}</Code><Message>injected {self.code}</Message></Error>".encode())
+        )
+        return AWSResponse(request.url, self.status, {"x-amz-request-id": "injected"}, _Raw(body))

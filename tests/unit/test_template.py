@@ -166,6 +166,7 @@ def test_what_holds_records_in_flight_is_kept_when_the_stack_goes():
         "RelayTombstoneTable",
         "BackfillProgressTable",
         "ExportBucket",
+        "S3TargetBucket",  # target-account.yaml's S3 section
     }
     holders = {
         **resources("AWS::SQS::Queue"),

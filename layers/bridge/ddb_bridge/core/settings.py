@@ -142,8 +142,8 @@ class TargetSettings:
     max_attempts: int
 
     @classmethod
-    def from_env(cls, env: Env) -> TargetSettings:
-        """Read TARGET_* and HTTPS_PROXY_URL."""
+    def from_env(cls, env: Env, *, with_table: bool = True) -> TargetSettings:
+        """Read TARGET_* and HTTPS_PROXY_URL; `with_table=False` for a target that is a bucket (table empty)."""
         role_arn = env.role_arn("TARGET_ROLE_ARN")
         external_id = env.optional(
             "TARGET_EXTERNAL_ID",
@@ -156,7 +156,7 @@ class TargetSettings:
                 "expected the ExternalId that the target role's trust policy demands"
             )
         return cls(
-            table=env.table("TARGET_TABLE_NAME"),
+            table=env.table("TARGET_TABLE_NAME") if with_table else "",
             region=env.region("TARGET_REGION", default=env.optional("AWS_REGION") or None),
             role_arn=role_arn,
             external_id=external_id,
