@@ -15,9 +15,10 @@ help:
 	@echo "make bench   - benchmarks against the naive baselines, measured in the same run"
 	@echo "make invoke FN=table_replicator EVENT=events/ddb_stream_insert.json - one function, one event"
 
-$(BIN)/.installed: requirements/dev.txt
+$(BIN)/.installed: requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .  # the ddb-bridge CLI
 	touch $@
 
 $(SAM_VENV)/bin/.installed: requirements/sam.txt
@@ -35,7 +36,7 @@ types: $(BIN)/.installed
 	$(BIN)/mypy layers/bridge/ddb_bridge functions
 
 cfn: $(BIN)/.installed
-	$(BIN)/cfn-lint template.yaml target-account.yaml
+	$(BIN)/cfn-lint template.yaml target-account.yaml templates/*.yaml
 
 sam-validate: $(SAM_VENV)/bin/.installed
 	$(SAM) validate --lint

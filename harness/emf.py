@@ -1,0 +1,94 @@
+"""CloudWatch metrics in moto: what the functions emit as EMF, and the event source's IteratorAge.
+
+On AWS, CloudWatch turns the functions' EMF log lines (Powertools Metrics) into metrics, and Lambda's
+event source mapping publishes IteratorAge. moto has neither path, so `ddb-bridge status` would find no
+datapoints. `capture()` turns every EMF blob a function flushes into PutMetricData on moto (same namespace,
+dimensions, names, units and values), and `with_iterator_age()` wraps a poller's handler so each invocation
+publishes AWS/Lambda IteratorAge (the age of the batch's last record, in milliseconds) as Lambda does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+_lock = threading.Lock()
+
+
+def metric_data(blob: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """One EMF blob -> (namespace, PutMetricData's MetricData)."""
+    (directive,) = blob["_aws"]["CloudWatchMetrics"]
+    when = datetime.fromtimestamp(blob["_aws"]["Timestamp"] / 1000, UTC)
+    dimension_names = directive["Dimensions"][0] if directive["Dimensions"] else []
+    dimensions = [{"Name": name, "Value": str(blob[name])} for name in dimension_names]
+    data = []
+    for metric in directive["Metrics"]:
+        value = blob[metric["Name"]]
+        values = value if isinstance(value, list) else [value]
+        data.append(
+            {
+                "MetricName": metric["Name"],
+                "Dimensions": dimensions,
+                "Values": [float(v) for v in values],
+                "Unit": metric.get("Unit", "None"),
+                "Timestamp": when,
+            }
+        )
+    return str(directive["Namespace"]), data
+
+
+@contextmanager
+def capture(cloudwatch: Any | None = None) -> Iterator[list[tuple[str, list[dict[str, Any]]]]]:
+    """While active, every EMF flush becomes PutMetricData on moto (even with POWERTOOLS_METRICS_DISABLED)."""
+    cloudwatch = cloudwatch or boto3.client("cloudwatch")
+    sent: list[tuple[str, list[dict[str, Any]]]] = []
+    original = AmazonCloudWatchEMFProvider.flush_metrics
+
+    def flush(self: AmazonCloudWatchEMFProvider, raise_on_empty_metrics: bool = False) -> None:
+        if not self.metric_set:
+            return
+        blob = self.serialize_metric_set()
+        self.clear_metrics()
+        namespace, data = metric_data(blob)
+        with _lock:
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data)
+            sent.append((namespace, data))
+
+    AmazonCloudWatchEMFProvider.flush_metrics = flush  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        AmazonCloudWatchEMFProvider.flush_metrics = original  # type: ignore[method-assign]
+
+
+def with_iterator_age(
+    handler: Callable[[dict[str, Any]], Any], function_name: str, cloudwatch: Any | None = None
+) -> Callable[[dict[str, Any]], Any]:
+    """A poller handler that first publishes IteratorAge for the batch, as Lambda's event source does."""
+    cloudwatch = cloudwatch or boto3.client("cloudwatch")
+
+    def invoke(event: dict[str, Any]) -> Any:
+        records = event.get("Records") or []
+        if records:
+            created = float(records[-1]["dynamodb"]["ApproximateCreationDateTime"])
+            cloudwatch.put_metric_data(
+                Namespace="AWS/Lambda",
+                MetricData=[
+                    {
+                        "MetricName": "IteratorAge",
+                        "Dimensions": [{"Name": "FunctionName", "Value": function_name}],
+                        "Value": max(0.0, (time.time() - created) * 1000),
+                        "Unit": "Milliseconds",
+                    }
+                ],
+            )
+        return handler(event)
+
+    return invoke
