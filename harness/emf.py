@@ -44,11 +44,31 @@ def metric_data(blob: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return str(directive["Namespace"]), data
 
 
+class Capture:
+    """Where captured metrics go: moto's CloudWatch of the default account, or per `service` another one."""
+
+    def __init__(self, cloudwatch: Any) -> None:
+        self.cloudwatch = cloudwatch
+        self.routes: dict[str, Any] = {}  # service -> the CloudWatch client of the account/region it runs in
+        self.sent: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def route(self, service: str, cloudwatch: Any) -> None:
+        """Send the metrics of the function whose `service` this is to `cloudwatch` (another account or region)."""
+        self.routes[service] = cloudwatch
+
+    def put(self, blob: dict[str, Any]) -> None:
+        """One EMF blob as PutMetricData."""
+        namespace, data = metric_data(blob)
+        client = self.routes.get(str(blob.get("service")), self.cloudwatch)
+        with _lock:
+            client.put_metric_data(Namespace=namespace, MetricData=data)
+            self.sent.append((namespace, data))
+
+
 @contextmanager
-def capture(cloudwatch: Any | None = None) -> Iterator[list[tuple[str, list[dict[str, Any]]]]]:
+def capture(cloudwatch: Any | None = None) -> Iterator[Capture]:
     """While active, every EMF flush becomes PutMetricData on moto (even with POWERTOOLS_METRICS_DISABLED)."""
-    cloudwatch = cloudwatch or boto3.client("cloudwatch")
-    sent: list[tuple[str, list[dict[str, Any]]]] = []
+    sink = Capture(cloudwatch or boto3.client("cloudwatch"))
     original = AmazonCloudWatchEMFProvider.flush_metrics
 
     def flush(self: AmazonCloudWatchEMFProvider, raise_on_empty_metrics: bool = False) -> None:
@@ -56,14 +76,11 @@ def capture(cloudwatch: Any | None = None) -> Iterator[list[tuple[str, list[dict
             return
         blob = self.serialize_metric_set()
         self.clear_metrics()
-        namespace, data = metric_data(blob)
-        with _lock:
-            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data)
-            sent.append((namespace, data))
+        sink.put(blob)
 
     AmazonCloudWatchEMFProvider.flush_metrics = flush  # type: ignore[method-assign]
     try:
-        yield sent
+        yield sink
     finally:
         AmazonCloudWatchEMFProvider.flush_metrics = original  # type: ignore[method-assign]
 

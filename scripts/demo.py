@@ -3,9 +3,10 @@
 Phase 1, one-way across accounts and regions: 10,000 items of every attribute type in the source; the
 full-load state machine exports at time T and imports into a new table in the target account while
 writes keep flowing; live replication takes over from the stream with no gap, catches up, and runs
-on with the writers. Phase 2, China <-> Global: both regions write, with same-item conflicts, through
-the Kinesis relay. Each phase ends with an item-by-item comparison; any mismatch makes the exit
-code non-zero.
+on with the writers; then the cut-over runbook with the `ddb-bridge` CLI (verify, freeze, drain, verify,
+cutover-check, switch) and a rollback rehearsal through the reverse stack. Phase 2, China <-> Global:
+both regions write, with same-item conflicts, through the Kinesis relay. Each phase ends with an
+item-by-item comparison; any mismatch (or a failed cut-over step) makes the exit code non-zero.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def report(one_way: dict[str, Any], bidi: dict[str, Any]) -> None:
         ("handover margin", f"{one_way['handover_minutes_to_spare']} min before stream retention ends"),
         ("items compared", one_way["items_compared"]),
         ("mismatches", one_way["mismatches"]),
+        ("verify after the freeze", one_way["cutover"]["verify_after_freeze"]),
+        ("cut-over gate (cutover-check)", one_way["cutover"]["gate"]),
+        (
+            "rollback rehearsal",
+            f"{one_way['cutover']['rollback_changes']} changes on the new side flowed back, "
+            f"{one_way['cutover']['rollback_mismatches']} mismatches",
+        ),
         ("BIDIRECTIONAL (Beijing <-> Singapore)", None),
         ("changes across the border", bidi["changes_across_the_border"]),
         (
@@ -93,12 +101,14 @@ def main() -> int:
     aws = moto_server.start()
     try:
         say("phase 1", f"one-way migration of {ITEMS} items: full load while writes flow, then live replication")
-        one_way = phase("fullload").run_full_load(items=ITEMS, live_rate=LIVE_RATE, live_seconds=LIVE_SECONDS, log=say)
+        one_way = phase("fullload").run_full_load(
+            items=ITEMS, live_rate=LIVE_RATE, live_seconds=LIVE_SECONDS, log=say, cutover=phase("cutover")
+        )
         aws.reset()
         say("phase 2", "China <-> Global, both sides writing, through the Kinesis relay")
         bidi = phase("bidirectional").run_bidirectional(items=BIDI_ITEMS, say=lambda m: say("bidi", m))
         report(one_way, bidi)
-        return 0 if one_way["mismatches"] == 0 and bidi["mismatches"] == 0 else 1
+        return 0 if one_way["mismatches"] == 0 and one_way["cutover"]["ok"] and bidi["mismatches"] == 0 else 1
     finally:
         aws.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,9 +53,23 @@ def test_make_invoke_rejects_an_unknown_function():
 
 
 def test_demo_runs_both_phases_and_ends_with_zero_mismatches():
-    out = run("scripts/demo.py", DEMO_ITEMS="300", DEMO_LIVE_SECONDS="1", DEMO_LIVE_RATE="30", DEMO_BIDI_ITEMS="60")
+    out = run(
+        "scripts/demo.py",
+        DEMO_ITEMS="300",
+        DEMO_LIVE_SECONDS="1",
+        DEMO_LIVE_RATE="30",
+        DEMO_BIDI_ITEMS="60",
+        DEMO_ROLLBACK_SECONDS="1",
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = out.stdout[out.stdout.index("ddb-bridge demo report") :]
     assert report.count("mismatches                            : 0") == 2
     assert "step: Import into the target account" in out.stdout and "step: Enable live replication" in out.stdout
     assert "items loaded, exported, imported      : 300," in report
+    # the one-way phase ends with the cut-over runbook, through the installed CLI, and a rollback rehearsal
+    for command in ("status", "verify", "drain", "cutover-check"):
+        assert f"$ ddb-bridge {command} --stack-name ddb-bridge-orders-" in out.stdout
+    assert "verdict: PASS - safe to switch the writers to the target" in out.stdout
+    assert "clean: yes" in out.stdout and "freeze time" in out.stdout
+    assert "cut-over gate (cutover-check)         : PASS" in report
+    assert re.search(r"rollback rehearsal +: [1-9]\d* changes on the new side flowed back, 0 mismatches", report)

@@ -175,6 +175,12 @@ def test_verify_exits_0_when_clean_and_1_with_the_differences_when_not(aws, caps
     ow.poller.drain()
     code, out, _ = cli(capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1")
     assert code == OK and "compared 10: 0 missing, 0 extra, 0 different" in out and "clean: yes" in out
+    # a verify resumed with the same verifyId is a new execution (names are unique), under the same id
+    for _ in range(2):
+        code, out, _ = cli(
+            capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1", "--verify-id", "nightly"
+        )
+        assert code == OK and "verify nightly: compared 10" in out
     # WHEN the target gains an item the source does not have, and loses one
     ow.world.target.put_item(TableName=ow.world.target_table, Item={"pk": {"S": "only-in-target"}})
     ow.world.target.delete_item(TableName=ow.world.target_table, Key={"pk": {"S": "k3"}})

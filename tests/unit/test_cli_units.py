@@ -164,3 +164,16 @@ def test_a_fact_that_could_not_be_read_fails_its_condition_and_says_why():
     conditions = gate.evaluate(facts(parked=None, unknown={"parking queue": "AccessDenied: no"}), max_lag_ms=1000)
     (condition,) = [c for c in conditions if not c.passed]
     assert condition.value == "unknown: AccessDenied: no"
+
+
+def test_the_installable_package_pins_what_the_lambda_layer_pins():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    layer = {
+        line.strip() for line in (root / "layers/bridge/requirements.txt").read_text().splitlines() if "==" in line
+    }
+    assert set(project["dependencies"]) == layer
+    assert project["scripts"] == {"ddb-bridge": "ddb_bridge.ops.cli:main"}

@@ -63,7 +63,7 @@ def test_the_dashboard_shows_what_an_operator_watches():
         "RecordsParked",
         "BytesToPeer",
         "KinesisRecordsPut",
-        "VerifyDifferent",
+        "VerifyDifferences",
         "ExecutionsFailed",
         "Throttles",
     } <= names

@@ -129,7 +129,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bar.update(fraction, f"{duration(now_ms() - started)}  {text}")
 
     result = verify_run.follow(
-        sfn, execution, read=read, on_update=show, timeout_s=args.timeout, poll_s=args.poll_seconds
+        sfn,
+        execution,
+        read=read,
+        on_update=show,
+        timeout_s=args.timeout,
+        verify_id=args.verify_id,
+        poll_s=args.poll_seconds,
     )
     if result is None:
         bar.finish(None, f"still running after {args.timeout:g} s")

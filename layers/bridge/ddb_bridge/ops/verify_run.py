@@ -95,9 +95,14 @@ def verify_input(
     return out
 
 
-def start_verify(sfn: Any, state_machine_arn: str, execution_input: dict[str, Any], *, name: str | None = None) -> str:
-    """Start an execution (named after the verifyId, or verify-<UTC time>-<random>); returns its ARN."""
-    name = name or execution_input.get("verifyId") or f"verify-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+def start_verify(sfn: Any, state_machine_arn: str, execution_input: dict[str, Any]) -> str:
+    """Start an execution; returns its ARN.
+
+    It is named <verifyId or "verify">-<UTC time>-<random>: execution names are unique for 90 days, and a
+    verify resumed with the same verifyId is a new execution. Without a verifyId the workflow takes the name.
+    """
+    prefix = str(execution_input.get("verifyId") or "verify")[:40]
+    name = f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
     response = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(execution_input))
     return str(response["executionArn"])
 
@@ -121,13 +126,17 @@ def follow(
     read: ProgressReader | None,
     on_update: Callable[[str, VerifyProgress | None], None],
     timeout_s: float,
+    verify_id: str | None = None,
     poll_s: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> VerifyResult | None:
-    """Poll the execution (and its progress) until it ends; None when `timeout_s` passed first."""
+    """Poll the execution (and its progress) until it ends; None when `timeout_s` passed first.
+
+    The progress is read under `verify_id` (the input's verifyId; by default the execution's name).
+    """
     deadline = clock() + timeout_s
-    verify_id = execution_arn.rsplit(":", 1)[-1]
+    verify_id = verify_id or execution_arn.rsplit(":", 1)[-1]
     while True:
         description = sfn.describe_execution(executionArn=execution_arn)
         if description["status"] in TERMINAL:

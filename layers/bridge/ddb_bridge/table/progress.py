@@ -11,7 +11,7 @@ One item per invocation:
 
     pk   "stream#<stream ARN>"
     sk   "<highest handled sequence number>#<lowest>", each zero-padded to 40 digits (sorts by number)
-    seqs every handled sequence number: sorted, delta-encoded as varints, zlib (about 2 bytes a record)
+    seqs every handled sequence number: sorted, delta-encoded as varints, zlib (0.03-4.3 KB for 1,000 records)
     records, newestCreatedMs, writtenAtMs, expiresAt (TTL: longer than the stream's 24 h retention)
 
 Finished with (handled) = nothing more will be done for it: applied, stale, superseded by a later change of
