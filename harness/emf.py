@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 _lock = threading.Lock()
@@ -74,10 +75,13 @@ def capture(cloudwatch: Any | None = None) -> Iterator[Capture]:
     def flush(self: AmazonCloudWatchEMFProvider, raise_on_empty_metrics: bool = False) -> None:
         if not self.metric_set:
             return
+        if self.service:  # Powertools shares its metric set across instances: in Lambda, one function per process
+            self.dimension_set["service"] = str(self.service)
         blob = self.serialize_metric_set()
         self.clear_metrics()
         sink.put(blob)
 
+    Metrics().clear_metrics()  # what earlier functions left unflushed (metrics disabled) is not this capture's
     AmazonCloudWatchEMFProvider.flush_metrics = flush  # type: ignore[method-assign]
     try:
         yield sink

@@ -121,6 +121,7 @@ class OperatedWorld:
 
     world: LoadWorld
     stack: str
+    function: str
     replicator: LocalFunction
     poller: StreamPoller
     progress_table: str
@@ -157,6 +158,7 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
     world.create_target_table()
     on_failure = world.sqs.create_queue(QueueName=f"{world.name}-on-failure")["QueueUrl"]
     stack = f"ddb-bridge-{world.name}"
+    function = f"{stack}-TableReplicator"  # a name of its own, as a deployed stack's function has
     verify = deploy_verify_standin(
         lambda: (world.source, world.source_table, world.target, world.target_table), lambda_client=world.lambda_
     )
@@ -166,7 +168,7 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
         {
             "ParkingQueueUrl": world.parking_url,
             "OnFailureQueueUrl": on_failure,
-            "TableReplicatorFunctionName": "table_replicator",
+            "TableReplicatorFunctionName": function,
             "FullLoadStateMachineArn": full_load,
             "BackfillStateMachineArn": backfill,
         },
@@ -176,18 +178,30 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
         },
     )
     progress_table = nested["Progress"]["ReplicatorProgressTableName"]
-    replicator = world.deploy_replicator(
+    env = world.replicator_env(
         PROGRESS_TABLE_NAME=progress_table, POWERTOOLS_SERVICE_NAME=service or f"{stack}-table-replicator"
     )
-    world.create_mapping(enabled=True)
+    BRIDGE.deploy("table_replicator", env, function_name=function, warm=0, lambda_client=world.lambda_)
+    replicator = LocalFunction("table_replicator", env)
+    world.mapping_uuid = str(
+        world.lambda_.create_event_source_mapping(
+            FunctionName=function,
+            EventSourceArn=world.stream_arn,
+            StartingPosition="TRIM_HORIZON",
+            Enabled=True,
+            FunctionResponseTypes=["ReportBatchItemFailures"],
+        )["UUID"]
+    )
     poller = StreamPoller(
         world.streams,
         world.stream_arn,
-        with_iterator_age(replicator.invoke, "table_replicator"),
+        with_iterator_age(replicator.invoke, function),
         batch_size=batch_size,
         on_failure=sqs_on_failure(world.sqs, on_failure),
     )
-    return OperatedWorld(world, stack, replicator, poller, progress_table, on_failure, verify, full_load, backfill)
+    return OperatedWorld(
+        world, stack, function, replicator, poller, progress_table, on_failure, verify, full_load, backfill
+    )
 
 
 # ---- the same stack the other way round: rollback ---------------------------------------------------------------

@@ -97,3 +97,13 @@ def test_the_progress_table_expires_its_items_after_the_stream_retention():
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
     assert TTL_SECONDS > 24 * 3600
+
+
+@pytest.mark.parametrize("name", ["observability.yaml", "progress.yaml"])
+def test_no_hard_coded_partition_and_every_alarm_notifies_the_topic_when_given(name):
+    text = (ROOT / "templates" / name).read_text()
+    assert "arn:aws:" not in text, "hard-coded arn:aws: breaks China (aws-cn) regions"
+    for alarm in alarms(load(name)).values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }

@@ -195,6 +195,3 @@ def render(stack: str, conditions: list[Condition]) -> list[str]:
         else f"verdict: FAIL - do not switch ({sum(not c.passed for c in conditions)} condition(s) failed)"
     )
     return lines
-
-
-__all__ = ["Condition", "Facts", "StackError", "evaluate", "gather", "render", "report"]

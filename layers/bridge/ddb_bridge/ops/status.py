@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from ..core.observability import CHANGES_APPLIED, LAG, NAMESPACE, SERVICE_DIMENSION
 from ..table.progress import latest_progress
 from . import verify_run
+from .console import duration, when
 from .stack import EventSource, Stack, StackError, stream_event_source
 
 # Stack outputs the CLI reads; the root stack surfaces them (or one of its nested stacks does).
@@ -257,7 +258,6 @@ def _verify_json(result: verify_run.VerifyResult) -> dict[str, Any]:
 
 def render(status: StackStatus) -> list[str]:
     """The human-readable block of one stack."""
-    from .console import duration, when
 
     def ms(value: float | None) -> str:
         return "no datapoints" if value is None else duration(value)
