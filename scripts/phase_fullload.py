@@ -136,12 +136,13 @@ def _run(
     tip_ms = time.time() * 1000
     log("live", f"caught up with the stream's tip; live replication for {live_seconds:.0f}s more")
     time.sleep(live_seconds)
+    live_end_ms = time.time() * 1000  # the cut-over's verify shares moto's one process: not the live lag
     after = cutover.run_cutover(ops, world=world, watcher=watcher, traffic=traffic, log=log) if cutover else None
     traffic.stop()
     watcher.drain()
     # The live lag is that of the changes made from now on: a batch after the tip may still carry
     # changes from the replay (made during the full load), whose age is the replay's, not the lag.
-    live_lags = [lag for at, r in timed for lag in r.lags_ms if at - lag >= tip_ms]
+    live_lags = [lag for at, r in timed for lag in r.lags_ms if tip_ms <= at - lag < live_end_ms]
     reports = [r for _, r in timed]
     records = sum(r.records for r in reports)
     source = scan_all(world.source, world.source_table)
