@@ -3,12 +3,14 @@
 On AWS, CloudWatch turns the functions' EMF log lines (Powertools Metrics) into metrics, and Lambda's
 event source mapping publishes IteratorAge. moto has neither path, so `ddb-bridge status` would find no
 datapoints. `capture()` turns every EMF blob a function flushes into PutMetricData on moto (same namespace,
-dimensions, names, units and values), and `with_iterator_age()` wraps a poller's handler so each invocation
-publishes AWS/Lambda IteratorAge (the age of the batch's last record, in milliseconds) as Lambda does.
+dimensions, names, units and values; the EMF line is still printed, unless metrics are disabled), and
+`with_iterator_age()` wraps a poller's handler so each invocation publishes AWS/Lambda IteratorAge (the
+age of the batch's last record, in milliseconds) as Lambda does.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 _lock = threading.Lock()
@@ -79,6 +82,8 @@ def capture(cloudwatch: Any | None = None) -> Iterator[Capture]:
             self.dimension_set["service"] = str(self.service)
         blob = self.serialize_metric_set()
         self.clear_metrics()
+        if not is_metrics_disabled():
+            print(json.dumps(blob, separators=(",", ":")))  # the EMF log line, as Powertools prints it
         sink.put(blob)
 
     Metrics().clear_metrics()  # what earlier functions left unflushed (metrics disabled) is not this capture's

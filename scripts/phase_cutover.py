@@ -93,15 +93,20 @@ def deploy_operations(world: LoadWorld, full_load_machine: str) -> Operations:
     return Operations(stack, env, verify, workdir, metrics, cleanup)
 
 
-def ddb_bridge(*args: str) -> int:
-    """Run the installed console script as an operator would, its output on this terminal; its exit code."""
+def ddb_bridge(log: Log, *args: str) -> int:
+    """Run the installed console script as an operator would; its output line by line on the demo's screen."""
     script = Path(sys.executable).with_name("ddb-bridge")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "ddb_bridge.ops.cli"]
-    print(f"\n  $ ddb-bridge {' '.join(args)}", flush=True)
+    log("$", "ddb-bridge " + " ".join(args))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "bridge"), str(ROOT)])}
-    code = subprocess.run([*command, *args], env=env, timeout=1800, check=False).returncode
-    print(f"  (exit code {code})\n", flush=True)
-    return code
+    with subprocess.Popen(
+        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log("", line.rstrip())
+    log("", f"(exit code {process.returncode})")
+    return int(process.returncode)
 
 
 def iso(ms: int) -> str:
@@ -126,19 +131,19 @@ def _run(
     watcher.poller.handler = emf.with_iterator_age(watcher.poller.handler, "table_replicator")  # Lambda's metric
     time.sleep(1.5)  # a few batches with the metric on
     log("cut-over", "runbook step 2, caught up: the replicator's status while the writers still write")
-    ddb_bridge("status", *stack)
+    ddb_bridge(log, "status", *stack)
     log("cut-over", "runbook step 3, verify while writing (differences still in flight are re-read, not counted)")
-    ddb_bridge("verify", *stack)
+    ddb_bridge(log, "verify", *stack)
 
     traffic.stop()
     frozen_at = int(time.time() * 1000)
     log("cut-over", f"runbook step 4, writes frozen at {iso(frozen_at)} ({traffic.written} changes made in all)")
     log("cut-over", "runbook step 5, drain: wait until every change written before the freeze is applied")
-    drained = ddb_bridge("drain", *stack, "--frozen-at", iso(frozen_at))
+    drained = ddb_bridge(log, "drain", *stack, "--frozen-at", iso(frozen_at))
     log("cut-over", "runbook step 6, verify after the freeze: the one the gate reads")
-    verified = ddb_bridge("verify", *stack)
+    verified = ddb_bridge(log, "verify", *stack)
     log("cut-over", "runbook step 7, the gate")
-    gate = ddb_bridge("cutover-check", *stack)
+    gate = ddb_bridge(log, "cutover-check", *stack)
     last = verify_run.latest(boto3.client("stepfunctions"), ops.verify_machine, status="SUCCEEDED")
 
     log("switch", "runbook step 8, before the switch: forward replication disabled, then the reverse stack")
@@ -158,8 +163,8 @@ def _run(
     new_side.run(ROLLBACK_SECONDS)
     log("rollback", f"runbook step 10, rollback rehearsal: {new_side.written} changes made on the new side")
     rollback_profile = ["--profile", reverse.profile, "--region", reverse.region]
-    rollback_drained = ddb_bridge("drain", "--stack-name", reverse.stack, *rollback_profile, "--frozen-at", "now")
-    ddb_bridge("status", "--stack-name", reverse.stack, *rollback_profile)
+    rollback_drained = ddb_bridge(log, "drain", "--stack-name", reverse.stack, *rollback_profile, "--frozen-at", "now")
+    ddb_bridge(log, "status", "--stack-name", reverse.stack, *rollback_profile)
     old, new = scan_all(world.source, world.source_table), scan_all(world.target, world.target_table)
     mismatches = sum(1 for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     log("rollback", f"the old table equals the new one: {len(new)} items compared, {mismatches} mismatches")
@@ -174,7 +179,11 @@ def _run(
         "verify_exit": verified,
         "gate_exit": gate,
         "gate": "PASS" if gate == 0 else "FAIL",
-        "verify_after_freeze": verify_run.summary(last.output) if last else "none",
+        "verify_after_freeze": (
+            f"{'clean' if last.clean else 'NOT clean'}, {int(last.output.get('compared') or 0):,} compared"
+            if last
+            else "none"
+        ),
         "rollback_changes": new_side.written,
         "rollback_drain_exit": rollback_drained,
         "rollback_items_compared": len(old.keys() | new.keys()),

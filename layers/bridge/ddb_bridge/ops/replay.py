@@ -3,7 +3,7 @@
     ddb-bridge replay --stack-name STACK [--function NAME] [--source relay_applier] [--max 100] [--dry-run]
     ddb-bridge replay --queue-url URL --function NAME [--region R] ...          (without a stack)
 
-A parked message holds the whole record (DESIGN.md §9), so replaying needs nothing from the stream,
+A parked message holds the whole record (docs/design.md#failures), so replaying needs nothing from the stream,
 which may have expired. The function is invoked synchronously with `{"Records": [record]}`. A message
 is deleted only when the invocation succeeded with no batch item failure: the record was applied, or
 judged stale or duplicate, or parked again (still poison: the new message says why). Otherwise it
