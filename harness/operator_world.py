@@ -181,7 +181,7 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
     env = world.replicator_env(
         PROGRESS_TABLE_NAME=progress_table, POWERTOOLS_SERVICE_NAME=service or f"{stack}-table-replicator"
     )
-    BRIDGE.deploy("table_replicator", env, function_name=function, warm=0, lambda_client=world.lambda_)
+    function_arn = BRIDGE.deploy("table_replicator", env, function_name=function, warm=0, lambda_client=world.lambda_)
     replicator = LocalFunction("table_replicator", env)
     world.mapping_uuid = str(
         world.lambda_.create_event_source_mapping(
@@ -198,6 +198,7 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
         with_iterator_age(replicator.invoke, function),
         batch_size=batch_size,
         on_failure=sqs_on_failure(world.sqs, on_failure),
+        function_arn=function_arn,  # what Lambda writes in an on-failure message
     )
     return OperatedWorld(
         world, stack, function, replicator, poller, progress_table, on_failure, verify, full_load, backfill

@@ -328,6 +328,32 @@ def test_resync_finds_queue_table_and_replicator_in_the_stack(aws, capsys):
     assert set(scan_all(ow.world.target, ow.world.target_table)) == {'{"pk":{"S":"parked-key"}}'}
 
 
+def test_recover_applies_the_batches_that_exhausted_their_retries_with_the_stacks_queue_and_table(aws, capsys):
+    # GIVEN a replicator that failed every retry of a batch (its pointer is in the on-failure queue)
+    ow = operated_world()
+    write(ow, 4)
+    ow.poller.max_retries = 1
+    healthy = ow.poller.handler
+    ow.poller.handler = lambda event: (_ for _ in ()).throw(RuntimeError("target unreachable"))
+    ow.poller.drain()
+    assert scan_all(ow.world.target, ow.world.target_table) == {}
+    # AND meanwhile one key changed at the source
+    ow.world.put({"pk": {"S": "k1"}, "n": {"N": "100"}})
+    ow.poller.handler = healthy
+    # WHEN the cause is fixed and the operator recovers, naming only the stack
+    code, out, _ = cli(capsys, "recover", "--stack-name", ow.stack)
+    # THEN the range was re-read and each key's current source state applied; the queue is empty
+    tally = json.loads(out[out.index('{\n  "seen"') :])
+    assert code == OK and (tally["recovered"], tally["expired"], tally["failed"]) == (1, 0, 0)
+    ow.poller.drain()  # the later change of k1, delivered live
+    assert scan_all(ow.world.target, ow.world.target_table) == scan_all(ow.world.source, ow.world.source_table)
+    # AND the recovered records count as applied: drain passes, the on-failure queue is empty
+    code, out, _ = cli(capsys, "drain", "--stack-name", ow.stack, *FAST)
+    assert code == OK and "(5 stream records)" in out
+    code, out, _ = cli(capsys, "status", "--stack-name", ow.stack, "--json")
+    assert json.loads(out[out.index("[\n") :])[0]["on_failure"] == 0
+
+
 # ---- the installed console script --------------------------------------------------------------------------------
 def test_the_console_script_is_installed_and_talks_to_aws(aws):
     script = Path(sys.executable).parent / "ddb-bridge"

@@ -10,7 +10,7 @@ from ddb_bridge.ops import cli, gate
 from ddb_bridge.ops.console import ProgressBar, bar, parse_time
 from ddb_bridge.ops.verify_run import VerifyResult, progress_text, verify_input
 
-COMMANDS = ["status", "verify", "drain", "cutover-check", "replay", "resync"]
+COMMANDS = ["status", "verify", "drain", "cutover-check", "replay", "resync", "recover"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -1,4 +1,4 @@
-"""`ddb-bridge`: the operator's command line (status, verify, drain, the cut-over gate, replay and resync).
+"""`ddb-bridge`: the operator's command line (status, verify, drain, the cut-over gate, replay, resync, recover).
 
 Every command reads what it needs from the stack's outputs (`--stack-name`), so nobody types an ARN.
 Installed as a console script by `pip install .` (pyproject.toml); `python -m ddb_bridge.ops.cli` is the same.
@@ -19,6 +19,7 @@ from ..core.clients import client_config
 from . import gate, verify_run
 from .console import ProgressBar, duration, parse_time, when
 from .drain import DrainState, DrainTimeout, StreamCheck, drain, record_freeze
+from .recover import recover
 from .replay import ReplayReport, lambda_invoker, replay
 from .resync import resync
 from .stack import StackError, read_stack
@@ -40,7 +41,8 @@ from .status import (
 OK, NOT_OK, USAGE, ERROR, TIMED_OUT, INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CODES = """exit codes:
   0  done: gate passed, verify clean, drained, every record replayed
-  1  done, and the answer is no: gate failed, verify found differences, a replayed record failed again
+  1  done, and the answer is no: gate failed, verify found differences, a replayed record failed again,
+     a recovered range expired or failed again
   2  usage error (unknown option, missing argument)
   3  could not check: no such stack or output, AWS refused a call, the verify execution failed
   4  timed out: drain or verify did not finish within --timeout
@@ -281,6 +283,30 @@ def cmd_resync(args: argparse.Namespace) -> int:
     return print_replay(report)
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Recover batches that exhausted their retries: re-read each on-failure pointer's range and apply it."""
+    op = optional_stack(args)
+    session = op.session if op else session_of(args)
+    config = client_config(max_attempts=5, read_timeout=900.0)
+    lambda_client = session.client("lambda", config=config)
+    source_table = args.source_table
+    if source_table is None and op is not None and op.stack.get(REPLICATOR):
+        source_table = op.replicator_source().table  # one-way: each key's current state, never an old record
+    report = recover(
+        session.client("sqs", config=config),
+        from_stack(args.queue_url, op, ON_FAILURE_QUEUE, "--queue-url"),
+        lambda service, region: session.client(service, region_name=region, config=config),
+        lambda target: lambda_invoker(lambda_client, target),
+        function=args.function,
+        source=session.client("dynamodb", config=config) if source_table else None,
+        source_table=source_table,
+        max_messages=args.max,
+        dry_run=args.dry_run,
+    )
+    out(json.dumps(vars(report), indent=2))
+    return NOT_OK if report.failed or report.expired or (report.skipped and not args.dry_run) else OK
+
+
 # ---- the parser --------------------------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     """Every command and option, with their help."""
@@ -378,6 +404,22 @@ def parser() -> argparse.ArgumentParser:
     resync_.add_argument("--function", help="the replicator (default: the stack's TableReplicatorFunctionName)")
     resync_.add_argument("--max", type=int, default=1000, help="at most this many messages (default 1000)")
     resync_.add_argument("--dry-run", action="store_true", help="count the parked messages by reason, change nothing")
+
+    recover_ = command(
+        "recover",
+        cmd_recover,
+        "re-read the stream ranges of batches that exhausted their retries (on-failure queue) and apply them",
+        optional,
+    )
+    recover_.add_argument("--queue-url", help="the on-failure queue (default: the stack's OnFailureQueueUrl)")
+    recover_.add_argument("--function", help="invoke this function (name or ARN) instead of each message's own")
+    recover_.add_argument(
+        "--source-table",
+        help="re-read each key from this table and apply its current state (default with a one-way --stack-name: "
+        "the replicator's source table; without either, records are applied as the stream holds them)",
+    )
+    recover_.add_argument("--max", type=int, default=10, help="at most this many messages (default 10)")
+    recover_.add_argument("--dry-run", action="store_true", help="list the pointers, read and change nothing")
     return top
 
 

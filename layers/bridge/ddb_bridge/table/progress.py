@@ -34,6 +34,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core.clients import client_config
+from ..core.errors import describe
 from ..core.observability import MetricUnit, logger, metrics
 from .settings import load_replicator_settings
 
@@ -159,7 +160,7 @@ class ProgressLog:
             self.client.put_item(TableName=self.table, Item=progress.item(int(time.time() * 1000)))
         except (ClientError, BotoCoreError) as exc:
             metrics.add_metric(name=PROGRESS_WRITE_FAILURES, unit=MetricUnit.Count, value=1)
-            logger.warning("progress not recorded (drain will wait for these records)", extra={"error": str(exc)[:300]})
+            logger.warning("progress not recorded (drain will wait for these records)", extra={"error": describe(exc)})
             return False
         return True
 

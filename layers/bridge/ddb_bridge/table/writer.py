@@ -24,7 +24,7 @@ from ..core.changes import Change, Op
 from ..core.codec import MAX_ITEM_BYTES, Image, item_size
 from ..core.errors import PermanentError, RetryableError, classify, error_code
 from ..core.settings import VersionAttrs
-from ..core.versions import Version, older_than
+from ..core.versions import Version, beats_stored, micros_of_ms, older_than, unchanged, version_of, wins
 from .tombstones import TOMBSTONE_ATTRS, Tombstones
 
 BATCH_WRITE_MAX = 25
@@ -180,7 +180,7 @@ class TableWriter:
         failed: dict[str, Result] = {}
         for i in range(0, len(deletes), BATCH_WRITE_MAX):
             chunk = deletes[i : i + BATCH_WRITE_MAX]
-            items = {c.key_id: self.tombstones.item(c.key_id, c.version or Version(c.approx_ms, "")) for c in chunk}
+            items = {c.key_id: self.tombstones.item(c.key_id, delete_stamp(c)) for c in chunk}
             try:
                 left = self.batch_write(
                     {self.tombstones.table: [{"PutRequest": {"Item": it}} for it in items.values()]}
@@ -196,41 +196,81 @@ class TableWriter:
 
     # -- lww: conditional writes ----------------------------------------------------------------
     def _one_lww(self, change: Change) -> Result:
-        condition = older_than(change.version, self.attrs)
-        try:
-            self._count_request()
-            if self.tombstones is None:
-                if change.op is Op.PUT:
-                    self.client.put_item(TableName=self.table, Item=change.item, **condition.kwargs())
-                else:
-                    self.client.delete_item(TableName=self.table, Key=change.key, **condition.kwargs())
-                return Outcome.APPLIED
-            self.client.transact_write_items(TransactItems=self._transaction(change))
-            return Outcome.APPLIED
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ConditionalCheckFailedException":
-                return Outcome.STALE
-            if code == "TransactionCanceledException":
-                return transaction_result(exc)
-            return classify(exc)
-        except Exception as exc:  # noqa: BLE001 - classified
-            return classify(exc)
+        """One change, by version: the fast-path condition, then (when it fails) the decision in code.
 
-    def _transaction(self, change: Change) -> list[dict[str, Any]]:
+        A failed condition hands back the stored item; if the change still wins on normalised versions
+        (docs/design.md#version-stamps), it is written again guarded by the exact raw stamp it read.
+        """
+        guard: Image | None = None
+        fast = True
+        for attempt in range(self.batch_rounds):
+            condition = beats_stored(change.version, self.attrs) if fast else unchanged(guard, self.attrs)
+            try:
+                self._count_request()
+                if self.tombstones is None:
+                    kwargs = {**condition.kwargs(), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+                    if change.op is Op.PUT:
+                        self.client.put_item(TableName=self.table, Item=change.item, **kwargs)
+                    else:
+                        self.client.delete_item(TableName=self.table, Key=change.key, **kwargs)
+                else:
+                    self.client.transact_write_items(TransactItems=self._transaction(change, condition.kwargs()))
+                return Outcome.APPLIED
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ConditionalCheckFailedException":
+                    stored = exc.response.get("Item")
+                elif code == "TransactionCanceledException":
+                    verdict = self._cancelled(change, exc.response.get("CancellationReasons") or [])
+                    if verdict is None:  # a conflict with another write: again, after a pause
+                        self.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+                        continue
+                    if not isinstance(verdict, dict):
+                        return verdict
+                    stored = verdict["Item"]
+                else:
+                    return classify(exc)
+            except Exception as exc:  # noqa: BLE001 - classified
+                return classify(exc)
+            if not wins(change.version, version_of(stored, self.attrs)):
+                return Outcome.STALE
+            fast, guard = False, stored
+        return RetryableError("ConditionRetries", "the item kept changing under every guarded write")
+
+    @staticmethod
+    def _cancelled(change: Change, reasons: list[dict[str, Any]]) -> Result | dict[str, Any] | None:
+        """A cancelled lww transaction: its outcome, the stored item to decide on, or None to send it again."""
+        codes = [r.get("Code", "None") for r in reasons]
+        if "ValidationError" in codes:
+            return PermanentError("ValidationException", "the transaction refused the change (validation)")
+        table_at, tomb_at = (1, 0) if change.op is Op.PUT else (0, 1)
+        if len(codes) != 2 or any(c not in ("None", "ConditionalCheckFailed") for c in codes):
+            return None
+        if codes[tomb_at] == "ConditionalCheckFailed":
+            return Outcome.STALE  # a tombstone at least as new
+        if codes[table_at] == "ConditionalCheckFailed":
+            return {"Item": reasons[table_at].get("Item")}
+        return None
+
+    def _transaction(self, change: Change, mine: dict[str, Any]) -> list[dict[str, Any]]:
         assert self.tombstones is not None
-        mine = older_than(change.version, self.attrs).kwargs()
         tomb = older_than(change.version, TOMBSTONE_ATTRS).kwargs()
         tomb_key = self.tombstones.key_of(change.key_id)
+        table_action = {**mine, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         if change.op is Op.PUT:
             return [
                 {"ConditionCheck": {"TableName": self.tombstones.table, "Key": tomb_key, **tomb}},
-                {"Put": {"TableName": self.table, "Item": change.item, **mine}},
+                {"Put": {"TableName": self.table, "Item": change.item, **table_action}},
             ]
-        version = change.version or Version(change.approx_ms, "")
         return [
-            {"Delete": {"TableName": self.table, "Key": change.key, **mine}},
-            {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.item(change.key_id, version), **tomb}},
+            {"Delete": {"TableName": self.table, "Key": change.key, **table_action}},
+            {
+                "Put": {
+                    "TableName": self.tombstones.table,
+                    "Item": self.tombstones.item(change.key_id, delete_stamp(change)),
+                    **tomb,
+                }
+            },
         ]
 
     # -- shared -----------------------------------------------------------------------------------
@@ -243,6 +283,11 @@ class TableWriter:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(changes))) as pool:
             for change, result in zip(changes, pool.map(write, changes), strict=True):
                 results[change.key_id] = result
+
+
+def delete_stamp(change: Change) -> Version:
+    """A delete's version, or (a change without one) its stream time: what its tombstone remembers."""
+    return change.version or Version(micros_of_ms(change.approx_ms), "")
 
 
 def canonical_key(key: Image) -> str:

@@ -85,6 +85,7 @@ class ProgressStore:
             ":me": {"S": owner},
             ":copied": {"N": str(progress["copied"])},
             ":skipped": {"N": str(progress["skipped"])},
+            ":parked": {"N": str(progress.get("parked", 0))},
             ":scanned": {"N": str(progress["scanned"])},
             ":pages": {"N": str(progress["pages"])},
             ":done": {"BOOL": progress["done"]},
@@ -94,8 +95,8 @@ class ProgressStore:
             self.client.update_item(
                 TableName=self.table,
                 Key=self._key(backfill_id, str(segment)),
-                UpdateExpression="SET copied = :copied, skipped = :skipped, scanned = :scanned, pages = :pages, "
-                "done = :done, lastEvaluatedKey = :lek",
+                UpdateExpression="SET copied = :copied, skipped = :skipped, parked = :parked, scanned = :scanned, "
+                "pages = :pages, done = :done, lastEvaluatedKey = :lek",
                 ConditionExpression="#owner = :me",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues=values,
@@ -142,6 +143,7 @@ def _checkpoint(item: Json) -> Json:
     return {
         "copied": n("copied"),
         "skipped": n("skipped"),
+        "parked": n("parked"),
         "scanned": n("scanned"),
         "pages": n("pages"),
         "done": bool(item.get("done", {}).get("BOOL", False)),
