@@ -18,9 +18,10 @@ help:
 	@echo "make bench   - benchmarks against the naive baselines, measured in the same run"
 	@echo "make invoke FN=table_replicator EVENT=events/ddb_stream_insert.json - one function, one event"
 
-$(BIN)/.installed: requirements/dev.txt
+$(BIN)/.installed: requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .  # the ddb-bridge CLI
 	touch $@
 
 $(SAM_VENV)/bin/.installed: requirements/sam.txt

@@ -134,7 +134,6 @@ class ReplicationWatcher:
         self._thread.join(timeout_s)
         if self.error is not None:
             raise self.error
-        if self.enabled_at is None and self._enabled():
-            self.enabled_at = time.time()
-        if self.enabled_at is not None:
+        if self._enabled():  # a mapping disabled meanwhile (a cut-over) delivers nothing more, as on Lambda
+            self.enabled_at = self.enabled_at or time.time()
             self.poller.drain(timeout_s=timeout_s)

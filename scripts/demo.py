@@ -3,9 +3,10 @@
 Phase 1, one-way across accounts and regions: 10,000 items of every attribute type in the source; the
 full-load state machine exports at time T and imports into a new table in the target account while
 writes keep flowing; live replication takes over from the stream with no gap, catches up, and runs
-on with the writers. Phase 2, China <-> Global: both regions write, with same-item conflicts, through
-the Kinesis relay. Each phase ends with an item-by-item comparison; any mismatch makes the exit
-code non-zero.
+on with the writers; then the cut-over runbook with the `ddb-bridge` CLI (verify, freeze, drain, verify,
+cutover-check, switch) and a rollback rehearsal through the reverse stack. Phase 2, China <-> Global:
+both regions write, with same-item conflicts, through the Kinesis relay. Each phase ends with an
+item-by-item comparison; any mismatch (or a failed cut-over step) makes the exit code non-zero.
 
 The screen shows progress and the report; everything else the functions print (their JSON logs and
 the CloudWatch metrics they emit as EMF lines) goes to a log file whose path is printed.
@@ -91,12 +92,14 @@ def phase(name: str) -> ModuleType:
 
 def one_way_verdict(f: dict[str, Any]) -> Verdict:
     """Phase 1's verdict: the target equals the source after the full load and live replication."""
-    ok = f["mismatches"] == 0 and f["parked"] == 0 and f["imported_items"] == f["exported_items"]
+    cut = f["cutover"]
+    ok = f["mismatches"] == 0 and f["parked"] == 0 and f["imported_items"] == f["exported_items"] and cut["ok"]
     why = (
-        f"target equals source: {f['items_compared']} items compared, 0 mismatches, nothing parked"
+        f"target equals source: {f['items_compared']} items compared, 0 mismatches, nothing parked; gate PASS"
         if ok
         else f"{f['mismatches']} items differ, {f['parked']} records parked, "
-        f"{f['imported_items']} of {f['exported_items']} exported items imported"
+        f"{f['imported_items']} of {f['exported_items']} exported items imported, cut-over gate {cut['gate']}, "
+        f"rollback {cut['rollback_mismatches']} mismatches"
     )
     return Verdict(
         "ONE-WAY: another account and region, full load then live replication",
@@ -132,6 +135,13 @@ def one_way_verdict(f: dict[str, Any]) -> Verdict:
                 "time left before the stream's 24 h retention",
             ),
             ("mismatches", f["mismatches"], "items that differ at the end"),
+            ("verify after the freeze", cut["verify_after_freeze"], "the verify the gate reads"),
+            ("cut-over gate", cut["gate"], "ddb-bridge cutover-check: safe to switch"),
+            (
+                "rollback rehearsal",
+                f"{cut['rollback_changes']} back, {cut['rollback_mismatches']} mismatches",
+                "new-side writes flowed back to the old table",
+            ),
         ],
     )
 
@@ -199,7 +209,9 @@ def main() -> int:
         (
             f"one-way migration of {ITEMS} items: full load while writes flow, then live replication",
             lambda: one_way_verdict(
-                phase("fullload").run_full_load(items=ITEMS, live_rate=LIVE_RATE, live_seconds=LIVE_SECONDS, log=say)
+                phase("fullload").run_full_load(
+                    items=ITEMS, live_rate=LIVE_RATE, live_seconds=LIVE_SECONDS, log=say, cutover=phase("cutover")
+                )
             ),
         ),
         (

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,29 +52,42 @@ def percentile(values: list[int], q: float) -> float:
 
 
 def run_full_load(
-    *, items: int = 2000, live_rate: float = 50.0, live_seconds: float = 3.0, log: Callable[[str, str], None] = say
+    *,
+    items: int = 2000,
+    live_rate: float = 50.0,
+    live_seconds: float = 3.0,
+    log: Callable[[str, str], None] = say,
+    cutover: ModuleType | None = None,
 ) -> dict[str, Any]:
-    """Full load while writes keep flowing, then live replication; returns the figures (mismatches must be 0)."""
+    """Full load while writes keep flowing, then live replication; returns the figures (mismatches must be 0).
+
+    With `cutover` (scripts/phase_cutover.py), the phase ends with the cut-over runbook, rollback rehearsed.
+    """
     own_server = "AWS_ENDPOINT_URL" not in os.environ
     aws = moto_server.start() if own_server else None
     try:
-        return _run(items, live_rate, live_seconds, log)
+        return _run(items, live_rate, live_seconds, log, cutover)
     finally:
         if aws is not None:
             aws.stop()
 
 
-def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, str], None]) -> dict[str, Any]:
+def _run(
+    items: int, live_rate: float, live_seconds: float, log: Callable[[str, str], None], cutover: ModuleType | None
+) -> dict[str, Any]:
     started = time.monotonic()
     world = load_world(TableShape(key_schema=[("pk", "S")], gsi=None))
     world.seed([every_type_item(i) for i in range(items)])
-    replicator = world.deploy_replicator(POWERTOOLS_SERVICE_NAME="demo-replicator")
+    machine = world.full_load_machine()
+    ops = cutover.deploy_operations(world, machine) if cutover else None
+    replicator = world.deploy_replicator(
+        POWERTOOLS_SERVICE_NAME="demo-replicator", **(ops.replicator_env if ops else {})
+    )
     timed: list[tuple[float, Any]] = []  # (arrival in ms, table_replicator's batch report)
     replicator.layer_module("ddb_bridge.table.replicator").report_listeners.append(
         lambda r: timed.append((time.time() * 1000, r))
     )
     world.create_mapping()
-    machine = world.full_load_machine()
     log(
         "full-load",
         f"source {world.source_table}: {items} items of every type, stream + PITR; the replicator's "
@@ -124,11 +138,13 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     tip_ms = time.time() * 1000
     log("live", f"caught up with the stream's tip; live replication for {live_seconds:.0f}s more")
     time.sleep(live_seconds)
+    live_end_ms = time.time() * 1000  # the cut-over's verify shares moto's one process: not the live lag
+    after = cutover.run_cutover(ops, world=world, watcher=watcher, traffic=traffic, log=log) if cutover else None
     traffic.stop()
     watcher.drain()
     # The live lag is that of the changes made from now on: a batch after the tip may still carry
     # changes from the replay (made during the full load), whose age is the replay's, not the lag.
-    live_lags = [lag for at, r in timed for lag in r.lags_ms if at - lag >= tip_ms]
+    live_lags = [lag for at, r in timed for lag in r.lags_ms if tip_ms <= at - lag < live_end_ms]
     reports = [r for _, r in timed]
     records = sum(r.records for r in reports)
     source = scan_all(world.source, world.source_table)
@@ -152,6 +168,8 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
         "mismatches": mismatches,
         "seconds": round(time.monotonic() - started, 1),
     }
+    if after is not None:
+        figures["cutover"] = after
     log("compare", f"{figures['items_compared']} items compared, {mismatches} mismatches")
     return figures
 

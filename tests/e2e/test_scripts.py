@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,7 @@ def test_demo_runs_both_phases_and_ends_with_zero_mismatches(tmp_path):
         DEMO_S3_OBJECTS="120",
         DEMO_S3_LIVE_SECONDS="1",
         DEMO_S3_MULTIPART="1",
+        DEMO_ROLLBACK_SECONDS="1",
         DEMO_LOG_DIR=str(tmp_path),
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -84,3 +86,10 @@ def test_demo_runs_both_phases_and_ends_with_zero_mismatches(tmp_path):
     assert '"CloudWatchMetrics"' in text and '"ChangesApplied"' in text  # EMF metrics
     assert '"level":"INFO"' in text.replace(" ", "")  # the functions' JSON logs
     assert "bucket compare differences: [0, 0] (account, partition)" in out.stdout
+    # the one-way phase ends with the cut-over runbook, through the installed CLI, and a rollback rehearsal
+    for command in ("status", "verify", "drain", "cutover-check"):
+        assert f"ddb-bridge {command} --stack-name ddb-bridge-orders-" in out.stdout
+    assert "verdict: PASS - safe to switch the writers to the target" in out.stdout
+    assert "clean: yes" in out.stdout and "freeze time" in out.stdout
+    assert re.search(r"cut-over gate +PASS", report), report
+    assert re.search(r"rollback rehearsal +[1-9]\d* back, 0 mismatches", report), report

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from .errors import PermanentError, RetryableError
-from .observability import MetricUnit, logger, metrics
+from .observability import LAG, MetricUnit, logger, metrics
 from .parking import ParkingLot
 
 
@@ -60,9 +60,9 @@ def settle(event: dict[str, Any], failed: set[int], event_type: EventType, conte
     )
 
 
-def publish(counts: Mapping[str, int], *, lags_ms: Sequence[int] = (), lag_metric: str = "ReplicationLag") -> None:
-    """One batch's counters as EMF metrics (no hot item anywhere), and its worst lag."""
+def publish(counts: Mapping[str, int], *, lags_ms: Sequence[int] = ()) -> None:
+    """One batch's counters as EMF metrics (no hot item anywhere), and its worst lag (`observability.LAG`)."""
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if lags_ms:
-        metrics.add_metric(name=lag_metric, unit=MetricUnit.Milliseconds, value=max(lags_ms))
+        metrics.add_metric(name=LAG.name, unit=LAG.unit, value=max(lags_ms))

@@ -1,1 +1,1 @@
-"""Operator commands: replay parked records, resync keys from the source."""
+"""Operator commands (`ddb-bridge`): status, verify, drain, the cut-over gate, replay, resync."""

@@ -1,7 +1,7 @@
 """Recovers batches that exhausted their retries: re-reads each on-failure pointer's range and applies it again.
 
-    python -m ddb_bridge.ops.recover --queue-url URL [--function NAME] [--source-table TABLE] [--region R]
-                                 [--max 10] [--dry-run]
+    ddb-bridge recover --stack-name STACK [--function NAME] [--max 10] [--dry-run]
+    ddb-bridge recover --queue-url URL [--function NAME] [--source-table TABLE] [--region R] ...  (no stack)
 
 When a stream batch fails every retry, Lambda's event source sends its on-failure destination a
 pointer, not the records: `DDBStreamBatchInfo` (a DynamoDB stream) or `KinesisBatchInfo` (the relay
@@ -21,7 +21,6 @@ read: it is reported as expired and the message stays in the queue, for a resync
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import sys
@@ -29,13 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from ..core.clients import client_config
 from ..core.codec import encode_image
 from ..core.errors import describe, error_code
-from .replay import Invoke, lambda_invoker
+from .replay import Invoke
 from .resync import fresh_record
 
 _EXPIRED_CODES = frozenset({"TrimmedDataAccessException", "ExpiredIteratorException", "ResourceNotFoundException"})
@@ -322,34 +319,10 @@ def recover(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; exit status 1 when a range expired or still failed, 0 when all were recovered."""
-    parser = argparse.ArgumentParser(prog="ddb-bridge recover", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--queue-url", required=True, help="the on-failure queue (stack output OnFailureQueueUrl)")
-    parser.add_argument("--function", help="invoke this function (name or ARN) instead of the message's own")
-    parser.add_argument(
-        "--source-table",
-        help="re-read each key from this source table and send its current state (table_replicator, ordered mode)",
-    )
-    parser.add_argument("--region", help="the region of the queue, the function and the source table")
-    parser.add_argument("--max", type=int, default=10, help="at most this many messages (default 10)")
-    parser.add_argument("--dry-run", action="store_true", help="list the pointers, read and change nothing")
-    args = parser.parse_args(argv)
-    session = boto3.Session(region_name=args.region)
-    config = client_config(max_attempts=5, read_timeout=900.0)
-    lambda_client = session.client("lambda", config=config)
-    report = recover(
-        session.client("sqs", config=config),
-        args.queue_url,
-        lambda service, region: session.client(service, region_name=region, config=config),
-        lambda target: lambda_invoker(lambda_client, target),
-        function=args.function,
-        source=session.client("dynamodb", config=config) if args.source_table else None,
-        source_table=args.source_table,
-        max_messages=args.max,
-        dry_run=args.dry_run,
-    )
-    print(json.dumps(vars(report), indent=2))
-    return 1 if report.failed or report.expired or (report.skipped and not args.dry_run) else 0
+    """`python -m ddb_bridge.ops.recover ...` is `ddb-bridge recover ...`."""
+    from .cli import main as cli_main
+
+    return cli_main(["recover", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Replays parked records: each one goes back through the function that parked it, as a one-record batch.
 
-    python -m ddb_bridge.ops.replay --queue-url URL --function NAME [--source relay_applier] [--region R]
-                                [--max 100] [--dry-run]
+    ddb-bridge replay --stack-name STACK [--function NAME] [--source relay_applier] [--max 100] [--dry-run]
+    ddb-bridge replay --queue-url URL --function NAME [--region R] ...          (without a stack)
 
 A parked message holds the whole record (docs/design.md#failures), so replaying needs nothing from the stream,
 which may have expired. The function is invoked synchronously with `{"Records": [record]}`. A message
@@ -13,16 +13,12 @@ replay never does harm. `--source` picks the messages of one function out of a s
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-
-from ..core.clients import client_config
 from ..core.parking import record_of
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -116,27 +112,10 @@ def lambda_invoker(lambda_client: Any, function: str) -> Invoke:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; exit status 1 when some record still failed."""
-    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.ops.replay", description=__doc__.split("\n")[0])
-    parser.add_argument("--queue-url", required=True, help="the parking queue (stack output ParkingQueueUrl)")
-    parser.add_argument("--function", required=True, help="the function to replay through (name or ARN)")
-    parser.add_argument("--source", help="only messages parked by this function (stream_relay, relay_applier, ...)")
-    parser.add_argument("--region", help="the region of the queue and the function")
-    parser.add_argument("--max", type=int, default=100, help="at most this many messages (default 100)")
-    parser.add_argument("--dry-run", action="store_true", help="count the parked messages by reason, change nothing")
-    args = parser.parse_args(argv)
-    session = boto3.Session(region_name=args.region)
-    config = client_config(max_attempts=5, read_timeout=900.0)
-    report = replay(
-        session.client("sqs", config=config),
-        args.queue_url,
-        lambda_invoker(session.client("lambda", config=config), args.function),
-        source=args.source,
-        max_messages=args.max,
-        dry_run=args.dry_run,
-    )
-    print(json.dumps(vars(report), indent=2))
-    return 1 if report.failed else 0
+    """`python -m ddb_bridge.ops.replay ...` is `ddb-bridge replay ...`."""
+    from .cli import main as cli_main
+
+    return cli_main(["replay", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -7,23 +7,18 @@ MODIFY with the current image, or REMOVE when the item is gone. Run it while wri
 cut-over drain) in `ordered` mode; any time in `lww` mode, where versions make it race-free.
 It is `ddb_bridge.ops.replay` with that one step added: the same bounded take, tally and visibility rules.
 
-    python -m ddb_bridge.ops.resync --queue-url URL --source-table orders --function REPLICATOR [--dry-run]
+    ddb-bridge resync --stack-name STACK [--dry-run]       (queue, source table and replicator from the stack)
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
-
-from ..core.clients import client_config
 from ..core.codec import decode_image, encode_image
-from .replay import Invoke, ReplayReport, lambda_invoker, replay
+from .replay import Invoke, ReplayReport, replay
 
 
 def fresh_record(parked: dict[str, Any], source: Any, source_table: str) -> dict[str, Any] | None:
@@ -78,28 +73,10 @@ def resync(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: resync the parked keys of one replicator; exit status 1 when some key still failed."""
-    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.ops.resync", description=__doc__.split("\n")[0])
-    parser.add_argument("--queue-url", required=True, help="the stack's ParkingQueueUrl output")
-    parser.add_argument("--source-table", required=True)
-    parser.add_argument("--function", required=True, help="the stack's TableReplicatorFunctionName output")
-    parser.add_argument("--region", default=None)
-    parser.add_argument("--max", type=int, default=1000, help="at most this many messages (default 1000)")
-    parser.add_argument("--dry-run", action="store_true", help="count the parked messages by reason, change nothing")
-    args = parser.parse_args(argv)
-    session = boto3.Session(region_name=args.region)
-    config = client_config(max_attempts=5, read_timeout=900.0)
-    report = resync(
-        sqs=session.client("sqs", config=config),
-        queue_url=args.queue_url,
-        source=session.client("dynamodb", config=config),
-        source_table=args.source_table,
-        invoke=lambda_invoker(session.client("lambda", config=config), args.function),
-        dry_run=args.dry_run,
-        max_messages=args.max,
-    )
-    print(json.dumps(vars(report), indent=2))
-    return 1 if report.failed else 0
+    """`python -m ddb_bridge.ops.resync ...` is `ddb-bridge resync ...`."""
+    from .cli import main as cli_main
+
+    return cli_main(["resync", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -414,7 +414,7 @@ def _emit(report: RelayReport) -> None:
         "PutRecordsRetriedRecords": report.put_retries,
         "PeerCredentialRefreshes": report.credential_refreshes,
     }
-    publish(counts, lags_ms=report.lags_ms, lag_metric="RelayLag")
+    publish(counts, lags_ms=report.lags_ms)
     metrics.add_metric(name="BytesToPeer", unit=MetricUnit.Bytes, value=report.bytes_sent)
     for listener in report_listeners:
         listener(report)

@@ -22,6 +22,7 @@ from ..core.clients import client_config, target_sessions
 from ..core.errors import CREDENTIAL_CODES, PermanentError
 from ..core.observability import logger
 from ..core.parking import ParkingLot
+from .progress import record_progress
 from .settings import ReplicatorSettings, load_replicator_settings
 from .tombstones import Tombstones
 from .writer import Outcome, TableWriter
@@ -162,6 +163,7 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"batchItemFailures": []}
     failed, report = replicate_batch(records, settings=rt.settings, writer=writer, parking=rt.parking)
     response = settle(event, failed, EventType.DynamoDBStreams, context)
+    record_progress(records, failed)  # for `ddb-bridge drain` and `status`; never fails the batch
     _emit(report)
     logger.info("batch done", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})
     return dict(response)

@@ -30,6 +30,7 @@ class ReplicatorSettings:
     tombstone_table: str | None
     tombstone_days: int
     aws_region: str | None = None  # this function's own region (AWS_REGION, set by Lambda)
+    progress_table: str | None = None  # where it records which stream records it finished with (table/progress.py)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReplicatorSettings:
@@ -47,6 +48,7 @@ class ReplicatorSettings:
             tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=TABLE_RE, expects="a DynamoDB table name"),
             tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
             aws_region=env.optional("AWS_REGION", pattern=REGION_RE, expects="an AWS region"),
+            progress_table=env.optional("PROGRESS_TABLE_NAME", pattern=TABLE_RE, expects="a DynamoDB table name"),
         )
 
 
