@@ -578,6 +578,14 @@ def _placeholder(node: Any, name: str, scenario: Scenario) -> str:
             return prefix[:64]
         if output.endswith("MappingUuid"):
             return "7e57ab1e-0000-4000-8000-000000000001"
+        if output.endswith("TableName"):
+            return prefix[:255]
+        if output.endswith("TableArn"):
+            return f"arn:{p}:dynamodb:{r}:{ACCOUNT}:table/{prefix[:255]}"
+        if output.endswith("QueueName"):
+            return prefix[:80]
+        if output.endswith("StateMachineArn"):
+            return f"arn:{p}:states:{r}:{ACCOUNT}:stateMachine:{prefix[:80]}"
     raise RenderError(f"{name}: no placeholder for {node}")
 
 

@@ -47,11 +47,13 @@ def test_the_application_is_the_root_and_one_nested_template_per_capability():
     assert names == [
         "template.yaml",
         "templates/shared.yaml",
+        "templates/progress.yaml",
         "templates/table-replication.yaml",
         "templates/full-load.yaml",
         "templates/backfill.yaml",
         "templates/relay.yaml",
         "templates/s3.yaml",
+        "templates/observability.yaml",
     ]
     # the root holds the layer and the nested applications only: it reads as the data-flow diagram
     kinds = {r["Type"] for r in APPLICATION[0].resources().values()}
@@ -177,6 +179,7 @@ def test_what_holds_records_in_flight_is_kept_when_the_stack_goes():
         "SequencerTable",
         "BucketBackfillProgressTable",
         "BucketParkingQueue",
+        "ReplicatorProgressTable",  # progress.yaml: the drain's checkpoint and freeze time, read by the gate
     }
     holders = {
         **resources("AWS::SQS::Queue"),

@@ -53,29 +53,33 @@ def as_list(value: Any) -> list[Any]:
 
 def test_every_nested_stack_exists_only_in_the_scenarios_that_can_run_it():
     deployed = {name: sorted(rendered) for name, rendered in RENDERS.items()}
-    shared, table, full, back, relay, buckets = (
+    shared, table, full, back, relay, buckets, progress, watch = (
         "templates/shared.yaml",
         "templates/table-replication.yaml",
         "templates/full-load.yaml",
         "templates/backfill.yaml",
         "templates/relay.yaml",
         "templates/s3.yaml",
+        "templates/progress.yaml",
+        "templates/observability.yaml",
     )
+    every = ["template.yaml", shared, watch]  # the queues and the dashboard/alarms, in every scenario
+    one_way = [*every, progress, table]  # the replicator and its progress table go together
     assert deployed == {
-        "one-way-cross-account": sorted(["template.yaml", shared, table]),
-        "one-way-same-account": sorted(["template.yaml", shared, table, back]),
-        "one-way-china-vpc": sorted(["template.yaml", shared, table, back]),
-        "full-load": sorted(["template.yaml", shared, table, full, back]),
-        "full-load-same-account-vpc": sorted(["template.yaml", shared, table, full, back]),
-        "full-load-cross-partition": sorted(["template.yaml", shared, full, relay]),
-        "bidirectional-secret": sorted(["template.yaml", shared, relay]),
-        "bidirectional-parameter": sorted(["template.yaml", shared, relay]),
-        "bidirectional-prefix-vpc": sorted(["template.yaml", shared, relay]),
-        "bidirectional-own-role": sorted(["template.yaml", shared, relay]),
+        "one-way-cross-account": sorted(one_way),
+        "one-way-same-account": sorted([*one_way, back]),
+        "one-way-china-vpc": sorted([*one_way, back]),
+        "full-load": sorted([*one_way, full, back]),
+        "full-load-same-account-vpc": sorted([*one_way, full, back]),
+        "full-load-cross-partition": sorted([*every, full, relay]),
+        "bidirectional-secret": sorted([*every, relay]),
+        "bidirectional-parameter": sorted([*every, relay]),
+        "bidirectional-prefix-vpc": sorted([*every, relay]),
+        "bidirectional-own-role": sorted([*every, relay]),
         # bucket replication is its own capability: alone, or beside a table scenario
-        "buckets-same-account": sorted(["template.yaml", shared, buckets]),
-        "buckets-beside-one-way-cross-account": sorted(["template.yaml", shared, table, back, buckets]),
-        "buckets-cross-partition-vpc": sorted(["template.yaml", shared, buckets]),
+        "buckets-same-account": sorted([*every, buckets]),
+        "buckets-beside-one-way-cross-account": sorted([*one_way, back, buckets]),
+        "buckets-cross-partition-vpc": sorted([*every, buckets]),
     }
     # BackfillEnabled defaults to true: a bidirectional stack still never gets the backfill (no settings for it)
     for name, scenario in SCENARIOS.items():
