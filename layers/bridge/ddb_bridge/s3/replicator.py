@@ -260,7 +260,7 @@ def _emit(report: BatchReport) -> None:
         "EventsParked": report.parked,
         "MessagesRetried": report.failed,
     }
-    publish(counts, lags_ms=report.lags_ms, lag_metric="ObjectReplicationLag")
+    publish(counts, lags_ms=report.lags_ms)  # the one ReplicationLag, by its service dimension
     for listener in report_listeners:
         listener(report)
 
