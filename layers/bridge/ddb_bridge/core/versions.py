@@ -59,6 +59,17 @@ class Condition:
             out["ExpressionAttributeValues"] = self.values
         return out
 
+    def both(self, other: Condition) -> Condition:
+        """Both conditions at once (their placeholders must not clash)."""
+        clash = (set(self.names) & set(other.names)) | (set(self.values) & set(other.values))
+        if clash:
+            raise ValueError(f"placeholders used by both conditions: {sorted(clash)}")
+        return Condition(
+            f"({self.expression}) AND ({other.expression})",
+            {**self.names, **other.names},
+            {**self.values, **other.values},
+        )
+
 
 def older_than(version: Version | None, attrs: VersionAttrs) -> Condition:
     """Condition: the stored item (if any) is strictly older than `version`.

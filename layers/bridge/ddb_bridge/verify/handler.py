@@ -1,0 +1,181 @@
+"""verify's dispatch: plan, scan, recheck, repair, report, summarize; errors classified for Retry/Catch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+
+from ..core.access import PeerKeys, TargetAccess
+from ..core.clients import client_config
+from ..core.errors import PermanentError, RetryableError, classify, is_credential_error
+from ..core.observability import MetricUnit, logger, metrics
+from .clients import Json, VerifyClients
+from .plan import plan
+from .progress import CLASSES, SIDES, VerifyStore, part, progress_of
+from .recheck import json_or, recheck_segment
+from .repair import repair_segment
+from .report import Parts, write_report
+from .scan import scan_segment
+from .settings import VerifySettings, load_verify_settings
+
+
+def _checkpoints(settings: VerifySettings, clients: VerifyClients, verify_id: str) -> tuple[Json, dict[str, Json]]:
+    store = VerifyStore(clients.source, settings.progress_table)
+    header = store.read_header(verify_id)
+    if header is None:
+        raise PermanentError("VerifyUnknown", f"verify {verify_id} has no header in {settings.progress_table}")
+    return header, store.all(verify_id, int(header["totalSegments"]))
+
+
+def _unfinished(header: Json, checkpoints: dict[str, Json]) -> list[str]:
+    stages = ["scan", "recheck"] + (["repair"] if header.get("repair") else [])
+    n = int(header["totalSegments"])
+    return [
+        part(stage, side, s)
+        for stage in stages
+        for side in SIDES
+        for s in range(n)
+        if not checkpoints.get(part(stage, side, s), {}).get("done")
+    ]
+
+
+def report(event: Json, settings: VerifySettings, clients: VerifyClients, *, budget_seconds: float) -> Json:
+    """Merge the parts into the report (as many calls as it takes); returns where it stands."""
+    plan_ = event["plan"]
+    header, checkpoints = _checkpoints(settings, clients, plan_["verifyId"])
+    unfinished = _unfinished(header, checkpoints)
+    if unfinished:
+        raise PermanentError(
+            "SegmentsUnfinished",
+            f"{len(unfinished)} parts of verify {plan_['verifyId']} did not finish ({unfinished[:10]}); start a new "
+            f"execution with verifyId {plan_['verifyId']!r} to resume",
+        )
+    counts = {
+        (side, s): int(checkpoints.get(part("scan", side, s), {}).get("parts", 0))
+        for side in SIDES
+        for s in range(int(header["totalSegments"]))
+    }
+    parts = Parts(clients.s3, settings.report_bucket, settings.report_prefix, plan_["verifyId"])
+    started = clients.now()
+    state = write_report(
+        parts,
+        "repaired" if header.get("repair") else "rechecked",
+        counts,
+        event.get("report") or {},
+        lambda: budget_seconds - (clients.now() - started),
+    )
+    return {**state, "uri": f"s3://{settings.report_bucket}/{parts.report_key}"}
+
+
+def summarize(event: Json, settings: VerifySettings, clients: VerifyClients) -> Json:
+    """The execution's output: counts, samples, the report's address; records the verify's end."""
+    plan_ = event["plan"]
+    verify_id = plan_["verifyId"]
+    header, checkpoints = _checkpoints(settings, clients, verify_id)
+    n = int(header["totalSegments"])
+    progress = progress_of({**header, "finishedAt": 1}, checkpoints)
+    samples: dict[str, list[Json]] = {c: [] for c in CLASSES}
+    size = int(plan_.get("sampleSize", 10))
+    for side in SIDES:
+        for s in range(n):
+            found = json_or(checkpoints.get(part("recheck", side, s), {}).get("samples"), {})
+            for kind, keys in found.items():
+                samples[kind].extend(keys[: max(0, size - len(samples[kind]))])
+    finished = clients.now()
+    started_ms = int(header["startedAt"])
+    changed = sum(
+        int(checkpoints.get(part("repair", side, s), {}).get("targetChanged", 0)) for side in SIDES for s in range(n)
+    )
+    seconds = max(0.001, finished - started_ms / 1000)
+    different = progress.missing + progress.extra + progress.different
+    out = {
+        "verifyId": verify_id,
+        "startedAt": started_ms,
+        "finishedAt": int(finished * 1000),
+        "seconds": round(seconds, 3),
+        "compared": progress.compared,
+        "equal": progress.compared - different - progress.in_flight,
+        "missing": progress.missing,
+        "extra": progress.extra,
+        "different": progress.different,
+        "inFlight": progress.in_flight,
+        "repaired": progress.repaired,
+        "clean": different == 0,
+        "samples": samples,
+        "report": (event.get("report") or {}).get("uri"),
+        "settled": progress.settled,
+        "unrepaired": progress.unrepaired + changed,
+        "segments": n,
+        "mode": settings.mode,
+        "itemsPerSecond": round(progress.compared / seconds, 1),
+    }
+    if len(json.dumps(out)) > 200_000:  # Step Functions' 256 KB payload limit: huge keys, few samples
+        out["samples"] = {c: v[:1] for c, v in samples.items()}
+    VerifyStore(clients.source, settings.progress_table).finish(verify_id, out["finishedAt"])
+    for name, value in (("VerifyItemsCompared", out["compared"]), ("VerifyDifferences", different)):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    metrics.add_metric(name="VerifyInFlight", unit=MetricUnit.Count, value=out["inFlight"])
+    metrics.add_metric(name="VerifyItemsPerSecond", unit=MetricUnit.CountPerSecond, value=out["itemsPerSecond"])
+    logger.info("verify done", extra={k: v for k, v in out.items() if k != "samples"})
+    return out
+
+
+def run_action(
+    event: Json, settings: VerifySettings, clients: VerifyClients, *, owner: str, budget_seconds: float
+) -> Json:
+    """One step of the workflow; AWS errors become RetryableError (retried) or PermanentError (fail)."""
+    action = event.get("action")
+    budget = min(budget_seconds, float(event.get("callSeconds") or budget_seconds))
+    try:
+        if action == "plan":
+            return plan(event, settings, clients)
+        if action == "scan":
+            return scan_segment(event, settings, clients, owner=owner, budget_seconds=budget)
+        if action == "recheck":
+            return recheck_segment(event, settings, clients, owner=owner, budget_seconds=budget)
+        if action == "repair":
+            return repair_segment(event, settings, clients, owner=owner, budget_seconds=budget)
+        if action == "report":
+            return report(event, settings, clients, budget_seconds=budget)
+        if action == "summarize":
+            return summarize(event, settings, clients)
+    except (PermanentError, RetryableError):
+        raise
+    except Exception as exc:  # every AWS error is classified for the state's Retry/Catch
+        if is_credential_error(exc):
+            clients.target.refresh()
+        raise classify(exc) from exc
+    raise PermanentError(
+        "UnknownAction", f"unknown action {action!r}; expected plan, scan, recheck, repair, report or summarize"
+    )
+
+
+@dataclass
+class Runtime:
+    """What a warm verify function keeps between invocations."""
+
+    settings: VerifySettings
+    clients: VerifyClients
+
+
+@cache
+def runtime() -> Runtime:
+    """Settings and clients, built once per cold start; a bad setting fails here with its name."""
+    settings = load_verify_settings()
+    config = client_config(max_attempts=8, pool=settings.read_concurrency + 4)
+    peer = PeerKeys(settings.peer) if settings.peer else None
+    source = boto3.client("dynamodb", region_name=settings.source_region, config=config)
+    s3 = boto3.client("s3", region_name=settings.source_region, config=config)
+    return Runtime(settings, VerifyClients(source=source, s3=s3, target=TargetAccess(settings.target, peer)))
+
+
+def handle(event: Json, context: Any) -> Json:
+    """One workflow step; a call stops a minute before the function's timeout."""
+    rt = runtime()
+    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 60)
+    logger.append_keys(action=event.get("action"), verifyId=event.get("verifyId"), side=event.get("side"))
+    return run_action(event, rt.settings, rt.clients, owner=context.aws_request_id, budget_seconds=budget)
