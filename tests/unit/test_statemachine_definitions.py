@@ -27,14 +27,16 @@ LAMBDA_SERVICE_ERRORS = {
 
 
 def state_machines() -> dict[str, dict[str, Any]]:
-    """template.yaml's state machines by their DefinitionUri."""
-    template, matches = decode(str(ROOT / "template.yaml"))
-    assert not matches, matches
-    return {
-        r["Properties"]["DefinitionUri"]: r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::Serverless::StateMachine"
-    }
+    """The state machines of template.yaml and its nested templates (templates/), by DefinitionUri from the root."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in [ROOT / "template.yaml", *sorted((ROOT / "templates").glob("*.yaml"))]:
+        template, matches = decode(str(path))
+        assert not matches, matches
+        for r in template["Resources"].values():
+            if r["Type"] == "AWS::Serverless::StateMachine":
+                uri = (path.parent / r["Properties"]["DefinitionUri"]).resolve().relative_to(ROOT)
+                out[str(uri)] = r["Properties"]
+    return out
 
 
 def all_states(definition: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any], bool]]:
@@ -49,7 +51,7 @@ def all_states(definition: dict[str, Any], path: str = "") -> Iterator[tuple[str
 
 
 def test_there_are_workflows() -> None:
-    assert [p.name for p in ASL_FILES] == ["backfill.asl.json", "full_load.asl.json"]
+    assert [p.name for p in ASL_FILES] == ["backfill.asl.json", "full_load.asl.json", "verify.asl.json"]
 
 
 @pytest.mark.parametrize("path", ASL_FILES, ids=lambda p: p.name)
