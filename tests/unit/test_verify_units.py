@@ -288,7 +288,7 @@ def test_checkpoint_fields_round_trip() -> None:
 def test_progress_counts_candidates_until_the_recheck_then_confirmed_differences() -> None:
     header = {"totalSegments": 2, "repair": True}
     scanning = {
-        "scan-source-0": {"scanned": 50, "missing": 2, "different": 1, "done": True},
+        "scan-source-0": {"scanned": 50, "missing": 2, "different": 1, "parts": 2, "done": True},
         "scan-source-1": {"scanned": 20},
     }
     p = progress_of(header, scanning)
@@ -303,11 +303,18 @@ def test_progress_counts_candidates_until_the_recheck_then_confirmed_differences
     rechecked = {
         **scanning,
         "scan-source-1": {"scanned": 50, "done": True},
-        "scan-target-0": {"candidates": 1, "extra": 1, "done": True},
+        "scan-target-0": {"candidates": 1, "extra": 1, "parts": 1, "done": True},
         "scan-target-1": {"done": True},
         **{f"recheck-{side}-{s}": {"done": True} for side in ("source", "target") for s in (0, 1)},
         "recheck-source-0": {"missing": 1, "settled": 2, "done": True},
     }
     p = progress_of(header, rechecked)
-    assert (p.phase, p.segments_done, p.compared, p.missing, p.different, p.settled) == ("repair", 0, 101, 1, 0, 2)
+    assert (p.phase, p.segments_done, p.compared, p.missing, p.different, p.settled) == (
+        "repair",
+        1,
+        101,
+        1,
+        0,
+        2,
+    )  # segment 1 found nothing to repair
     assert progress_of({**header, "finishedAt": 5}, rechecked).phase == "done"

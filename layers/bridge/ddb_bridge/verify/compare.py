@@ -25,6 +25,13 @@ BATCH_GET_MAX = 100
 READ_ATTEMPTS = 8
 
 
+def key_names(state: Json, client: Any, table: str) -> tuple[str, ...]:
+    """The table's key attribute names: from the plan (`keys`), else from DescribeTable."""
+    if state.get("keys"):
+        return tuple(str(k) for k in state["keys"])
+    return tuple(k["AttributeName"] for k in client.describe_table(TableName=table)["Table"]["KeySchema"])
+
+
 def ref(key: Image) -> str:
     """A key's identity (client form in, canonical JSON out)."""
     return key_id(encode_image(key))

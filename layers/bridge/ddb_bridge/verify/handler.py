@@ -15,7 +15,7 @@ from ..core.errors import PermanentError, RetryableError, classify, is_credentia
 from ..core.observability import MetricUnit, logger, metrics
 from .clients import Json, VerifyClients
 from .plan import plan
-from .progress import CLASSES, SIDES, VerifyStore, part, progress_of
+from .progress import CLASSES, SIDES, VerifyStore, done, part, progress_of, to_recheck
 from .recheck import json_or, recheck_segment
 from .repair import repair_segment
 from .report import Parts, write_report
@@ -34,13 +34,30 @@ def _checkpoints(settings: VerifySettings, clients: VerifyClients, verify_id: st
 def _unfinished(header: Json, checkpoints: dict[str, Json]) -> list[str]:
     stages = ["scan", "recheck"] + (["repair"] if header.get("repair") else [])
     n = int(header["totalSegments"])
-    return [
-        part(stage, side, s)
-        for stage in stages
-        for side in SIDES
-        for s in range(n)
-        if not checkpoints.get(part(stage, side, s), {}).get("done")
-    ]
+    every = [(stage, side, s) for stage in stages for side in SIDES for s in range(n)]
+    return [part(*p) for p in every if not done(checkpoints, *p)]
+
+
+def unfinished_error(verify_id: str, parts: list[str]) -> PermanentError:
+    """Parts that did not finish (their child executions say why), and how to resume."""
+    return PermanentError(
+        "SegmentsUnfinished",
+        f"{len(parts)} parts of verify {verify_id} did not finish ({parts[:10]}); see their child executions for "
+        f"the error, then start a new execution with verifyId {verify_id!r} to resume",
+    )
+
+
+def differences(event: Json, settings: VerifySettings, clients: VerifyClients) -> Json:
+    """After both passes: which sides' segments found candidates (the recheck visits only those)."""
+    header, checkpoints = _checkpoints(settings, clients, event["plan"]["verifyId"])
+    n = int(header["totalSegments"])
+    unscanned = [part("scan", side, s) for side in SIDES for s in range(n) if not done(checkpoints, "scan", side, s)]
+    if unscanned:
+        raise unfinished_error(event["plan"]["verifyId"], unscanned)
+    work = to_recheck(checkpoints, n)
+    scans = [checkpoints.get(part("scan", side, s), {}) for side in SIDES for s in range(n)]
+    candidates = sum(int(c.get("candidates", 0)) for c in scans)
+    return {"work": work, "candidates": candidates}
 
 
 def report(event: Json, settings: VerifySettings, clients: VerifyClients, *, budget_seconds: float) -> Json:
@@ -49,11 +66,7 @@ def report(event: Json, settings: VerifySettings, clients: VerifyClients, *, bud
     header, checkpoints = _checkpoints(settings, clients, plan_["verifyId"])
     unfinished = _unfinished(header, checkpoints)
     if unfinished:
-        raise PermanentError(
-            "SegmentsUnfinished",
-            f"{len(unfinished)} parts of verify {plan_['verifyId']} did not finish ({unfinished[:10]}); start a new "
-            f"execution with verifyId {plan_['verifyId']!r} to resume",
-        )
+        raise unfinished_error(plan_["verifyId"], unfinished)
     counts = {
         (side, s): int(checkpoints.get(part("scan", side, s), {}).get("parts", 0))
         for side in SIDES
@@ -135,6 +148,8 @@ def run_action(
             return plan(event, settings, clients)
         if action == "scan":
             return scan_segment(event, settings, clients, owner=owner, budget_seconds=budget)
+        if action == "differences":
+            return differences(event, settings, clients)
         if action == "recheck":
             return recheck_segment(event, settings, clients, owner=owner, budget_seconds=budget)
         if action == "repair":
@@ -150,7 +165,8 @@ def run_action(
             clients.target.refresh()
         raise classify(exc) from exc
     raise PermanentError(
-        "UnknownAction", f"unknown action {action!r}; expected plan, scan, recheck, repair, report or summarize"
+        "UnknownAction",
+        f"unknown action {action!r}; expected plan, scan, differences, recheck, repair, report or summarize",
     )
 
 

@@ -12,7 +12,7 @@ from ..core.errors import error_code
 from ..core.inputs import IntField, InvalidInput, flag, input_object, run_id, whole_numbers
 from ..core.observability import MetricUnit, metrics
 from .clients import Json, VerifyClients
-from .progress import SIDES, VerifyStore
+from .progress import VerifyStore
 from .settings import VerifySettings
 
 _INTS = {
@@ -125,6 +125,7 @@ def _plan(values: Json, settings: VerifySettings, clients: VerifyClients) -> Jso
         "callSeconds": values["callSeconds"],
         "sampleSize": values["sampleSize"],
         "ignore": sorted(ignore),
+        "keys": [k["AttributeName"] for k in source["KeySchema"]],
     }
     return {
         "valid": True,
@@ -134,7 +135,6 @@ def _plan(values: Json, settings: VerifySettings, clients: VerifyClients) -> Jso
         "scanRates": per_scan,
         "recheckRates": per_recheck,
         "segments": [{"segment": s} for s in range(total)],
-        "work": [{"side": side, "segment": s} for side in SIDES for s in range(total)],
         "startedAt": int(header["startedAt"]),
         "resumed": not new,
         "mode": settings.mode,

@@ -99,8 +99,21 @@ def _sum(checkpoints: dict[str, Json], stage: str, field: str, segments: int, si
     return sum(int(checkpoints.get(part(stage, side, s), {}).get(field, 0)) for side in sides for s in range(segments))
 
 
-def _done(checkpoints: dict[str, Json], stage: str, side: str, segment: int) -> bool:
+def done(checkpoints: dict[str, Json], stage: str, side: str, segment: int) -> bool:
+    """Whether one side's segment finished a stage (a segment without candidates needs no recheck or repair)."""
+    if stage != "scan" and not int(checkpoints.get(part("scan", side, segment), {}).get("parts", 0)):
+        return True  # no candidates: nothing to recheck or repair
     return bool(checkpoints.get(part(stage, side, segment), {}).get("done", False))
+
+
+def to_recheck(checkpoints: dict[str, Json], segments: int) -> list[Json]:
+    """The sides' segments that found candidates: the only ones the recheck (and the repair) visit."""
+    return [
+        {"side": side, "segment": s}
+        for side in SIDES
+        for s in range(segments)
+        if int(checkpoints.get(part("scan", side, s), {}).get("parts", 0))
+    ]
 
 
 def progress_of(header: Json, checkpoints: dict[str, Json]) -> VerifyProgress:
@@ -109,15 +122,15 @@ def progress_of(header: Json, checkpoints: dict[str, Json]) -> VerifyProgress:
     stages = [("source", "scan", ("source",)), ("target", "scan", ("target",)), ("recheck", "recheck", SIDES)]
     if header.get("repair"):
         stages.append(("repair", "repair", SIDES))
-    phase, done = "done", n
+    phase, segments_done = "done", n
     if not header.get("finishedAt"):
         for name, stage, sides in stages:
-            finished = sum(1 for s in range(n) if all(_done(checkpoints, stage, side, s) for side in sides))
+            finished = sum(1 for s in range(n) if all(done(checkpoints, stage, side, s) for side in sides))
             if finished < n:
-                phase, done = name, finished
+                phase, segments_done = name, finished
                 break
         else:
-            phase, done = stages[-1][0], n  # every segment finished: the summary is being written
+            phase = stages[-1][0]  # every segment finished: the report is being written
     scanned = _sum(checkpoints, "scan", "scanned", n, ("source",))
     compared = scanned + _sum(checkpoints, "scan", "candidates", n, ("target",))
     if phase in ("source", "target"):
@@ -128,7 +141,7 @@ def progress_of(header: Json, checkpoints: dict[str, Json]) -> VerifyProgress:
         in_flight = _sum(checkpoints, "recheck", "inFlight", n)
     return VerifyProgress(
         segments_total=n,
-        segments_done=done,
+        segments_done=segments_done,
         compared=compared,
         missing=counts["missing"],
         extra=counts["extra"],

@@ -25,7 +25,7 @@ from ..core.codec import Image, decode_image
 from ..core.settings import VersionAttrs
 from ..core.versions import Version, version_of
 from .clients import Json, VerifyClients
-from .compare import BATCH_GET_MAX, KeyReader, ReadStats, ref
+from .compare import BATCH_GET_MAX, KeyReader, ReadStats, key_names, ref
 from .progress import CLASSES, LEASE_MARGIN_S, VerifyStore, part
 from .report import Parts, add_samples
 from .settings import VerifySettings
@@ -137,12 +137,11 @@ def recheck_segment(
     cursor = int(checkpoint.get("cursor", 0))
     files = Parts(clients.s3, settings.report_bucket, settings.report_prefix, verify_id)
     ignore = frozenset(state.get("ignore") or ())
-    desc = clients.source.describe_table(TableName=settings.source_table)["Table"]
-    key_names = tuple(k["AttributeName"] for k in desc["KeySchema"])
+    names = key_names(state, clients.source, settings.source_table)
     stats = ReadStats()
     try:
         with ThreadPoolExecutor(max_workers=settings.read_concurrency + 2) as pool:
-            source, target = readers(settings, clients, state, key_names, pool)
+            source, target = readers(settings, clients, state, names, pool)
             while cursor < total:
                 lines = files.get(files.key("candidates", side, segment, cursor))
                 out: list[Json] = []

@@ -26,7 +26,7 @@ from ..core.errors import PermanentError, RetryableError
 from ..core.versions import version_of
 from ..table.writer import Outcome, TableWriter
 from .clients import Json, VerifyClients
-from .compare import BATCH_GET_MAX, ref
+from .compare import BATCH_GET_MAX, key_names, ref
 from .progress import LEASE_MARGIN_S, REAL, VerifyStore, part
 from .recheck import read_both, readers
 from .report import Parts
@@ -108,8 +108,7 @@ def repair_segment(
     cursor = int(checkpoint.get("cursor", 0))
     files = Parts(clients.s3, settings.report_bucket, settings.report_prefix, verify_id)
     ignore = frozenset(state.get("ignore") or ())
-    desc = clients.source.describe_table(TableName=settings.source_table)["Table"]
-    key_names = tuple(k["AttributeName"] for k in desc["KeySchema"])
+    names = key_names(state, clients.source, settings.source_table)
     writer = TableWriter(
         clients.target.client("dynamodb", pool=settings.read_concurrency + 2),
         settings.target.table,
@@ -120,7 +119,7 @@ def repair_segment(
     )
     try:
         with ThreadPoolExecutor(max_workers=settings.read_concurrency + 2) as pool:
-            source, target = readers(settings, clients, state, key_names, pool)
+            source, target = readers(settings, clients, state, names, pool)
 
             def reread(keys: list[Image]) -> tuple[dict[str, Image], dict[str, Image]]:
                 return read_both(keys, source, target, pool)

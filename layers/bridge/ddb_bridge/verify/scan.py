@@ -18,7 +18,7 @@ from ..core.capacity import RateLimiter
 from ..core.codec import Image, decode_image, encode_image
 from ..core.observability import logger
 from .clients import Json, VerifyClients
-from .compare import KeyReader, ReadStats, candidate, projection, ref, scan_units, source_candidates
+from .compare import KeyReader, ReadStats, candidate, key_names, projection, ref, scan_units, source_candidates
 from .progress import LEASE_MARGIN_S, REAL, VerifyStore, part
 from .report import Parts
 from .settings import VerifySettings
@@ -59,8 +59,7 @@ def _pages(
     budget_seconds: float,
 ) -> bool:
     verify_id, side, segment = str(state["verifyId"]), str(state["side"]), int(state["segment"])
-    desc = clients.source.describe_table(TableName=settings.source_table)["Table"]
-    key_names = tuple(k["AttributeName"] for k in desc["KeySchema"])
+    names = key_names(state, clients.source, settings.source_table)
     ignore = frozenset(state.get("ignore") or ())
     target_client = clients.target.client("dynamodb", pool=settings.read_concurrency + 2)
     source_rate = RateLimiter(float(state.get("sourceReadUnitsPerSecond") or 0), clients.now, clients.sleep)
@@ -79,7 +78,7 @@ def _pages(
         "ReturnConsumedCapacity": "TOTAL",
     }
     if side == "target":
-        scan.update(projection(key_names))
+        scan.update(projection(names))
 
     def read(start: Json | None) -> Json:
         return dict(this_client.scan(**scan, **({"ExclusiveStartKey": start} if start else {})))
@@ -89,13 +88,13 @@ def _pages(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader,
     ):
         if side == "source":
-            other = KeyReader(target_client, settings.target.table, key_names, False, target_rate, pool, clients.sleep)
+            other = KeyReader(target_client, settings.target.table, names, False, target_rate, pool, clients.sleep)
             extras = None
         else:
             other = KeyReader(
-                clients.source, settings.source_table, key_names, False, source_rate, pool, clients.sleep, True
+                clients.source, settings.source_table, names, False, source_rate, pool, clients.sleep, True
             )
-            extras = KeyReader(target_client, settings.target.table, key_names, False, target_rate, pool, clients.sleep)
+            extras = KeyReader(target_client, settings.target.table, names, False, target_rate, pool, clients.sleep)
         slowest = 0.0
         done = False
         next_page = reader.submit(read, decode_image(last_key) if last_key else None)
@@ -108,11 +107,11 @@ def _pages(
             this_rate.spend(scan_units(page, this_table, False))
             items: list[Image] = page.get("Items", [])
             seen_ms = int(clients.now() * 1000)
-            found = other.read([{n: i[n] for n in key_names} for i in items]) if items else {}
+            found = other.read([{n: i[n] for n in names} for i in items]) if items else {}
             if side == "source":
-                lines = source_candidates(items, found, key_names, ignore, seen_ms)
+                lines = source_candidates(items, found, names, ignore, seen_ms)
             else:
-                lines = _extras(items, found, key_names, extras, seen_ms)
+                lines = _extras(items, found, names, extras, seen_ms)
             if lines:
                 files.put(files.key("candidates", side, segment, counts["parts"]), lines)
                 counts["parts"] += 1
@@ -147,10 +146,10 @@ def _requests(other: KeyReader, extras: KeyReader | None) -> int:
 
 
 def _extras(
-    keys: list[Image], found: dict[str, Any], key_names: tuple[str, ...], target: KeyReader | None, seen_ms: int
+    keys: list[Image], found: dict[str, Any], names: tuple[str, ...], target: KeyReader | None, seen_ms: int
 ) -> list[Json]:
     """Target keys the source lacks, with the target item's digest (read again: the scan read keys only)."""
-    lacking = [k for k in keys if ref({n: k[n] for n in key_names}) not in found]
+    lacking = [k for k in keys if ref({n: k[n] for n in names}) not in found]
     if not lacking or target is None:
         return []
     items = target.read(lacking)
