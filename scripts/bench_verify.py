@@ -130,6 +130,30 @@ def baseline(world: LoadWorld) -> dict[str, Any]:
     return {"items": compared, "seconds": time.perf_counter() - started, "differing": differing}
 
 
+def bare_reads(world: LoadWorld) -> int:
+    """The reads verify needs, issued bare (sequential, no workflow, no compare): the moto floor. Returns requests."""
+    requests = 0
+    for table, client, other_table, other, keys_only in (
+        (world.source_table, world.source, world.target_table, world.target, False),
+        (world.target_table, world.target, world.source_table, world.source, True),
+    ):
+        projection = {"ProjectionExpression": "#k", "ExpressionAttributeNames": {"#k": "pk"}} if keys_only else {}
+        kwargs: dict[str, Any] = {"TableName": table, "Limit": PAGE, **projection}
+        while True:
+            page = client.scan(**kwargs)
+            keys = [{"pk": i["pk"]} for i in page["Items"]]
+            for i in range(0, len(keys), 100):
+                request = {other_table: {"Keys": keys[i : i + 100], **projection}}
+                while request:
+                    request = other.batch_get_item(RequestItems=request).get("UnprocessedKeys") or {}
+                    requests += 1
+            requests += 1
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return requests
+
+
 def verify(world: LoadWorld, machine: str, segments: int) -> dict[str, Any]:
     """One verify execution; its figures, timed by the execution itself."""
     execution = start_execution(
@@ -192,10 +216,17 @@ def run() -> dict[str, Any]:
         rounds: list[dict[str, Any]] = []
         try:
             for r in range(ROUNDS):
-                before = meter.reading()
+                before, moto_cpu = meter.reading(), cpu_seconds(pid)
                 base = baseline(world)
-                after = meter.reading()
+                after, moto_cpu = meter.reading(), cpu_seconds(pid) - moto_cpu
+                floor_cpu, floor_wall = cpu_seconds(pid), time.perf_counter()
+                bare_requests = bare_reads(world)
+                floor_cpu, floor_wall = cpu_seconds(pid) - floor_cpu, time.perf_counter() - floor_wall
                 row: dict[str, Any] = {
+                    "baseline_moto_cpu_ms_per_item": round(1000 * moto_cpu / max(1, base["items"]), 3) if pid else None,
+                    "bare_reads_moto_cpu_ms_per_item": round(1000 * floor_cpu / ITEMS, 3) if pid else None,
+                    "bare_reads_items_per_s": round(ITEMS / floor_wall, 1),
+                    "bare_reads_requests_per_item": round(bare_requests / ITEMS, 4),
                     "baseline_items_per_s": round(base["items"] / base["seconds"], 1),
                     "baseline_border_bytes_per_item": round((after[1] - before[1]) / max(1, base["items"]), 1),
                     "baseline_border_requests_per_item": round((after[0] - before[0]) / max(1, base["items"]), 3),
@@ -232,6 +263,12 @@ def run() -> dict[str, Any]:
                         f"{v['found_exactly_the_injected']}",
                         flush=True,
                     )
+                print(
+                    f"  round {r + 1}: moto CPU per item: baseline {row['baseline_moto_cpu_ms_per_item']} ms, "
+                    f"verify's reads alone {row['bare_reads_moto_cpu_ms_per_item']} ms "
+                    f"({row['bare_reads_items_per_s']:.0f} items/s issued bare and sequential)",
+                    flush=True,
+                )
                 rounds.append(row)
         finally:
             meter.close()
@@ -250,11 +287,18 @@ def run() -> dict[str, Any]:
     figures = {
         "items": ITEMS,
         "moto": os.environ.get("BENCH_VERIFY_MOTO", "process"),
+        "load_average": os.getloadavg(),
         "page_size": PAGE,
         "rounds": rounds,
         "baseline_items_per_s": statistics.median(r["baseline_items_per_s"] for r in rounds),
         "segments": per_segments,
         "read_units_per_item": read_units_per_item(source),
+        "moto_cpu_ms_per_item": {
+            "baseline": statistics.median(r["baseline_moto_cpu_ms_per_item"] or 0 for r in rounds),
+            "verify_reads_alone": statistics.median(r["bare_reads_moto_cpu_ms_per_item"] or 0 for r in rounds),
+            "verify": {n: round(1000 * s["moto_cpu_s"] / ITEMS, 3) for n, s in per_segments.items()},
+        },
+        "bare_reads_items_per_s": statistics.median(r["bare_reads_items_per_s"] for r in rounds),
         "per_item": {
             "baseline": {
                 "read_requests": round(1 + 1 / 100, 3),

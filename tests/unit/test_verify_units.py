@@ -318,3 +318,20 @@ def test_progress_counts_candidates_until_the_recheck_then_confirmed_differences
         2,
     )  # segment 1 found nothing to repair
     assert progress_of({**header, "finishedAt": 5}, rechecked).phase == "done"
+
+
+def test_reads_spend_the_units_dynamodb_reports_from_the_rate_limit() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = {f"k{i}": {"pk": {"S": f"k{i}"}} for i in range(300)}
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    limiter = RateLimiter(2.0, lambda: clock[0], sleep)  # 2 units per second, one second of burst
+    client = FlakyBatchGet(items, times=0)
+    reader = KeyReader(client, "t", ("pk",), False, limiter, ThreadPoolExecutor(2), sleep)
+    assert len(reader.read([{"pk": {"S": k}} for k in items])) == 300
+    assert reader.stats.requests == 3 and reader.stats.units == 9  # 3 units reported per request
+    assert clock[0] == limiter.waited == (9 - 2) / 2  # 9 units at 2 per second, 2 of them from the burst

@@ -140,7 +140,10 @@ def recheck_segment(
     names = key_names(state, clients.source, settings.source_table)
     stats = ReadStats()
     try:
-        with ThreadPoolExecutor(max_workers=settings.read_concurrency + 2) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=settings.read_concurrency) as pool,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="both-sides") as both,
+        ):
             source, target = readers(settings, clients, state, names, pool)
             while cursor < total:
                 lines = files.get(files.key("candidates", side, segment, cursor))
@@ -148,7 +151,7 @@ def recheck_segment(
                 for i in range(0, len(lines), BATCH_GET_MAX):
                     chunk = lines[i : i + BATCH_GET_MAX]
                     keys = [decode_image(line["key"]) for line in chunk]
-                    now_source, now_target = read_both(keys, source, target, pool)
+                    now_source, now_target = read_both(keys, source, target, both)
                     now_ms = int(clients.now() * 1000)
                     for line, key in zip(chunk, keys, strict=True):
                         s, t = now_source.get(ref(key)), now_target.get(ref(key))

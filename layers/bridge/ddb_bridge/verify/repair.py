@@ -20,8 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..core.canonical import digest, same_item
+from ..core.capacity import RateLimiter, write_units
 from ..core.changes import Change, Op
-from ..core.codec import Image, decode_image
+from ..core.codec import Image, decode_image, item_size
 from ..core.errors import PermanentError, RetryableError
 from ..core.versions import version_of
 from ..table.writer import Outcome, TableWriter
@@ -51,6 +52,7 @@ def repair_lines(
     settings: VerifySettings,
     ignore: frozenset[str],
     now_ms: int,
+    writes: RateLimiter | None = None,
 ) -> list[tuple[str, str]]:
     """The outcome and reason of each line (real differences), writing where the rule allows."""
     sources, targets = reread(keys)  # immediately before the writes
@@ -66,6 +68,8 @@ def repair_lines(
         else:
             planned.append((_change(key, s, now_ms, settings), t))
             outcomes.append(("planned", ""))
+    if writes is not None and planned:
+        writes.spend(write_units([item_size(c.item) if c.item else 1 for c, _ in planned], transactional=False))
     results = writer.apply_guarded(planned) if planned else {}
     written = [c.key for c, _ in planned if results.get(c.key_id) is Outcome.APPLIED]
     after_s, after_t = reread(written) if written else ({}, {})
@@ -117,12 +121,16 @@ def repair_segment(
         concurrency=settings.read_concurrency,
         sleep=clients.sleep,
     )
+    writes = RateLimiter(float(state.get("targetWriteUnitsPerSecond") or 0), clients.now, clients.sleep)
     try:
-        with ThreadPoolExecutor(max_workers=settings.read_concurrency + 2) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=settings.read_concurrency) as pool,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="both-sides") as both,
+        ):
             source, target = readers(settings, clients, state, names, pool)
 
             def reread(keys: list[Image]) -> tuple[dict[str, Image], dict[str, Image]]:
-                return read_both(keys, source, target, pool)
+                return read_both(keys, source, target, both)
 
             while cursor < total:
                 lines = files.get(files.key("rechecked", side, segment, cursor))
@@ -130,7 +138,8 @@ def repair_segment(
                 for i in range(0, len(real), BATCH_GET_MAX):
                     chunk = real[i : i + BATCH_GET_MAX]
                     keys = [decode_image(line["key"]) for line in chunk]
-                    outcomes = repair_lines(chunk, keys, writer, reread, settings, ignore, int(clients.now() * 1000))
+                    now_ms = int(clients.now() * 1000)
+                    outcomes = repair_lines(chunk, keys, writer, reread, settings, ignore, now_ms, writes)
                     for line, (outcome, why) in zip(chunk, outcomes, strict=True):
                         line["repair"], line["repairWhy"] = outcome, why
                         counts[outcome if outcome in counts else "unrepaired"] += 1
