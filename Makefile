@@ -35,7 +35,7 @@ types: $(BIN)/.installed
 	$(BIN)/mypy layers/bridge/ddb_bridge functions
 
 cfn: $(BIN)/.installed
-	$(BIN)/cfn-lint template.yaml target-account.yaml
+	$(BIN)/cfn-lint template.yaml target-account.yaml $(wildcard templates/*.yaml)
 
 sam-validate: $(SAM_VENV)/bin/.installed
 	$(SAM) validate --lint
