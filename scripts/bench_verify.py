@@ -223,11 +223,13 @@ def run() -> dict[str, Any]:
         rounds: list[dict[str, Any]] = []
         try:
             for r in range(ROUNDS):
-                before, moto_cpu = meter.reading(), cpu_seconds(pid)
+                before, moto_cpu, client_cpu = meter.reading(), cpu_seconds(pid), time.process_time()
                 base = baseline(world)
                 after, moto_cpu = meter.reading(), cpu_seconds(pid) - moto_cpu
+                client_cpu = time.process_time() - client_cpu
                 row: dict[str, Any] = {
                     "baseline_moto_cpu_ms_per_item": round(1000 * moto_cpu / max(1, base["items"]), 3) if pid else None,
+                    "baseline_client_cpu_ms_per_item": round(1000 * client_cpu / max(1, base["items"]), 3),
                     "baseline_items_per_s": round(base["items"] / base["seconds"], 1),
                     "baseline_border_bytes_per_item": round((after[1] - before[1]) / max(1, base["items"]), 1),
                     "baseline_border_requests_per_item": round((after[0] - before[0]) / max(1, base["items"]), 3),
@@ -299,6 +301,16 @@ def run() -> dict[str, Any]:
         "baseline_items_per_s": statistics.median(r["baseline_items_per_s"] for r in rounds),
         "segments": per_segments,
         "read_units_per_item": read_units_per_item(source),
+        "cpu_ms_per_item": {
+            "baseline": {
+                "moto": statistics.median(r["baseline_moto_cpu_ms_per_item"] or 0 for r in rounds),
+                "client": statistics.median(r["baseline_client_cpu_ms_per_item"] for r in rounds),
+            },
+            "verify": {
+                n: {"moto": round(1000 * v["moto_cpu_s"] / ITEMS, 3), "ours": round(1000 * v["our_cpu_s"] / ITEMS, 3)}
+                for n, v in per_segments.items()
+            },
+        },
         "moto_cpu_ms_per_item": {
             "baseline": statistics.median(r["baseline_moto_cpu_ms_per_item"] or 0 for r in rounds),
             "verify": {n: round(1000 * v["moto_cpu_s"] / ITEMS, 3) for n, v in per_segments.items()},
@@ -322,6 +334,15 @@ def run() -> dict[str, Any]:
             v["found_exactly_the_injected"] for r in rounds for v in r["verify"].values()
         ),
     }
+    cpu = figures["cpu_ms_per_item"]
+    base_cpu = cpu["baseline"]["moto"] + cpu["baseline"]["client"]
+    figures["cpu_ratio"] = {n: round(base_cpu / (v["moto"] + v["ours"]), 1) for n, v in cpu["verify"].items()}
+    print(
+        f"  CPU per item (both processes, less sensitive to the machine's load than wall time): baseline {base_cpu:.2f} ms; verify "
+        + ", ".join(f"{n} seg {v['moto'] + v['ours']:.2f} ms" for n, v in cpu["verify"].items())
+        + f"; ratios {figures['cpu_ratio']}",
+        flush=True,
+    )
     print(
         "  median: baseline {:.0f} items/s; verify {}".format(
             figures["baseline_items_per_s"],
