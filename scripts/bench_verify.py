@@ -18,6 +18,7 @@ prints them, or run this file on its own.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import statistics
@@ -338,7 +339,8 @@ def run() -> dict[str, Any]:
     base_cpu = cpu["baseline"]["moto"] + cpu["baseline"]["client"]
     figures["cpu_ratio"] = {n: round(base_cpu / (v["moto"] + v["ours"]), 1) for n, v in cpu["verify"].items()}
     print(
-        f"  CPU per item (both processes, less sensitive to the machine's load than wall time): baseline {base_cpu:.2f} ms; verify "
+        "  CPU per item (both processes, less sensitive to the machine's load than wall time): "
+        f"baseline {base_cpu:.2f} ms; verify "
         + ", ".join(f"{n} seg {v['moto'] + v['ours']:.2f} ms" for n, v in cpu["verify"].items())
         + f"; ratios {figures['cpu_ratio']}",
         flush=True,
@@ -355,4 +357,5 @@ def run() -> dict[str, Any]:
 
 if __name__ == "__main__":
     figures = run()
+    print(json.dumps(figures, indent=2, default=str))
     sys.exit(0 if figures["found_exactly_the_injected"] else 1)
