@@ -31,7 +31,7 @@ from ddb_bridge.core.settings import VersionAttrs
 
 from . import moto_patches
 from .kinesis import Faults, FlakyPutRecords, KinesisPoller, revoke_keys
-from .lambdas import ROOT, LocalFunction
+from .lambdas import LocalFunction
 from .streams import StreamPoller, lambda_record
 from .world import KeySchema, canonical_key, create_table, read_parked
 
@@ -42,7 +42,7 @@ Records = list[dict[str, Any]]
 
 
 def relay_filter_patterns(tag: str, attrs: VersionAttrs = ATTRS) -> list[dict[str, Any]]:
-    """The stream_relay's FilterCriteria patterns (template.yaml): local stamps, or no stamp at all.
+    """The stream_relay's FilterCriteria patterns (templates/relay.yaml): local stamps, or no stamp at all.
 
     Lambda filters DynamoDB records on the `dynamodb` key only. Pattern 1 passes puts stamped by this
     region; pattern 2 passes records whose NewImage has no origin stamp: every REMOVE (no NewImage)
@@ -87,12 +87,11 @@ def relay_filter(
 
 @functools.cache
 def tombstone_table_spec() -> dict[str, Any]:
-    """RelayTombstoneTable's properties in template.yaml: tests create the table the stack deploys."""
-    from cfnlint.decode import decode  # the linter's CloudFormation-aware YAML reader
+    """RelayTombstoneTable's properties in the application (templates/relay.yaml): tests create what deploys."""
+    from scripts.render_template import find_resource  # reads template.yaml and every template it nests
 
-    template, problems = decode(str(ROOT / "template.yaml"))
-    assert template is not None and not problems, problems
-    return dict(template["Resources"]["RelayTombstoneTable"]["Properties"])
+    _, table = find_resource("RelayTombstoneTable")
+    return dict(table["Properties"])
 
 
 class CachedShardsPoller(StreamPoller):

@@ -5,7 +5,7 @@ limit); regions' clocks may be skewed, so one region can write an item older tha
 holds from the other: last-writer-wins says that write loses, and the oracle agrees.
 
 The writers' clocks run `AHEAD_MS` ahead of the wall clock that moto stamps on stream records, so a
-delete's version is exactly `(ts of the item it removed + 1, region)` (DESIGN.md §4: a delete is newer
+delete's version is exactly `(ts of the item it removed + 1, region)` (docs/design.md#deletes: a delete is newer
 than what it removed and no older than the delete itself) and the oracle can compute it from the
 item that `DeleteItem(ReturnValues=ALL_OLD)` returns. A delete that removes nothing is not a change
 (DynamoDB emits no stream record for it), so the oracle ignores it.

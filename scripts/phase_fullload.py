@@ -85,14 +85,16 @@ def _run(items: int, live_rate: float, live_seconds: float, log: Callable[[str, 
     log("full-load", f"writers start: up to {live_rate:.0f} puts/updates/deletes per second, all along")
 
     execution = start(machine, {"pollSeconds": 1, "comment": "make demo"})
-    shown = 0
+    shown, last_step = 0, ""
     sfn = boto3.client("stepfunctions")
     while True:
         running = sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
         entered = states_entered(execution, sfn)
         for name in entered[shown:]:
-            if not name.startswith(("Is ", "Did ", "Do ", "Wait ", "Read the")):
+            # A polling step repeats ("Check the import" every few seconds): show each step once.
+            if not name.startswith(("Is ", "Did ", "Do ", "Wait ", "Read the")) and name != last_step:
                 log("full-load", f"step: {name}")
+                last_step = name
         shown = len(entered)
         if not running:
             break

@@ -52,10 +52,30 @@ def test_make_invoke_rejects_an_unknown_function():
     assert out.returncode == 2 and "usage: make invoke" in out.stderr
 
 
-def test_demo_runs_both_phases_and_ends_with_zero_mismatches():
-    out = run("scripts/demo.py", DEMO_ITEMS="300", DEMO_LIVE_SECONDS="1", DEMO_LIVE_RATE="30", DEMO_BIDI_ITEMS="60")
+def test_demo_runs_both_phases_and_ends_with_zero_mismatches(tmp_path):
+    out = run(
+        "scripts/demo.py",
+        DEMO_ITEMS="300",
+        DEMO_LIVE_SECONDS="1",
+        DEMO_LIVE_RATE="30",
+        DEMO_BIDI_ITEMS="60",
+        DEMO_LOG_DIR=str(tmp_path),
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = out.stdout[out.stdout.index("ddb-bridge demo report") :]
-    assert report.count("mismatches                            : 0") == 2
+    # one verdict line per phase, first
+    verdicts = report.splitlines()[1:3]
+    assert verdicts[0].startswith("  PASS  ONE-WAY") and "0 mismatches" in verdicts[0], report
+    assert verdicts[1].startswith("  PASS  BIDIRECTIONAL") and "0 mismatches" in verdicts[1], report
     assert "step: Import into the target account" in out.stdout and "step: Enable live replication" in out.stdout
-    assert "items loaded, exported, imported      : 300," in report
+    assert out.stdout.count("step: Check the import") <= 1  # a polling step is shown once
+    assert "items loaded / exported / imported   300 / " in report
+    # the screen holds progress and the report only: logs, metrics and warnings are in the log file
+    assert '"_aws"' not in out.stdout and "Warning" not in out.stdout and out.stderr == ""
+    body = report[: report.rindex("=" * 20)].splitlines()
+    assert all(len(line) <= 120 for line in body), max(body, key=len)
+    (log,) = tmp_path.glob("demo-*.log")
+    assert f"logs and metrics: {log}" in out.stdout
+    text = log.read_text()
+    assert '"CloudWatchMetrics"' in text and '"ChangesApplied"' in text  # EMF metrics
+    assert '"level":"INFO"' in text.replace(" ", "")  # the functions' JSON logs

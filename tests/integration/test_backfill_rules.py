@@ -1,4 +1,4 @@
-"""The backfill's write rules under exact interleavings (DESIGN.md §7), against moto over HTTP.
+"""The backfill's write rules under exact interleavings (docs/design.md#full-load-handover), against moto over HTTP.
 
 The scan reads a page, then, before the backfill writes it, the source changes and live replication
 applies the change to the target. `live` mode must leave the newer live state in place and must not

@@ -1,4 +1,4 @@
-"""Named regressions of bidirectional replication (issue 4), Beijing <-> Singapore on moto over HTTP.
+"""Named regressions of bidirectional replication, Beijing <-> Singapore on moto over HTTP.
 
 Each test builds both regions (tables, streams, tombstone tables, Kinesis streams, SSM keys, four
 functions with their own cold starts) and drives delivery step by step where order matters.

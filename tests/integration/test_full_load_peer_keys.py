@@ -1,4 +1,4 @@
-"""Reaching the peer partition with keys kept in SSM SecureString or Secrets Manager (DESIGN.md §10)."""
+"""Reaching the peer partition with keys kept in SSM SecureString or Secrets Manager (docs/design.md#credentials)."""
 
 from __future__ import annotations
 

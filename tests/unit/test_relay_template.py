@@ -1,23 +1,19 @@
-"""template.yaml's bidirectional resources: what the tests run is what the stack deploys."""
+"""The bidirectional relay (templates/relay.yaml, nested in template.yaml): what the tests run is what deploys."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-from cfnlint.decode import decode
 
 from ddb_bridge.relay.settings import ApplierSettings, RelaySettings
 from harness.bidirectional import relay_filter_patterns, tombstone_table_spec
-
-ROOT = Path(__file__).resolve().parents[2]
+from scripts.render_template import application, find_resource
 
 
 def template() -> dict[str, Any]:
-    loaded, problems = decode(str(ROOT / "template.yaml"))
-    assert loaded is not None and not problems, problems
-    return loaded
+    """templates/relay.yaml, the nested template of the bidirectional scenario."""
+    (relay,) = [t for t in application() if t.name == "templates/relay.yaml"]
+    return relay.body
 
 
 def resolve_sub(value: Any, params: dict[str, Any], names: dict[str, str]) -> str:
@@ -71,23 +67,26 @@ def test_both_functions_get_every_setting_they_require():
     resources = template()["Resources"]
     for name, settings in (("StreamRelayFunction", RelaySettings), ("RelayApplierFunction", ApplierSettings)):
         fn = resources[name]
-        assert fn["Condition"] == "IsBidirectional"
+        assert "Condition" not in fn  # the whole nested template exists in bidirectional mode only
         env = {k: "x" for k in fn["Properties"]["Environment"]["Variables"]}
         required = {"LOCAL_TABLE_NAME", "TOMBSTONE_TABLE_NAME", "PARKING_QUEUE_URL", "LOCAL_REGION_TAG"}
         if settings is RelaySettings:
-            required |= {"PEER_REGION", "PEER_STREAM_NAME", "PEER_CREDENTIALS_SECRET", "PEER_CREDENTIALS_PARAMETER"}
+            required |= {
+                "PEER_REGION",
+                "PEER_STREAM_NAME",
+                "PEER_CREDENTIALS_SECRET",
+                "PEER_CREDENTIALS_PARAMETER",
+                "PEER_CREDENTIALS_PARAMETER_PREFIX",
+            }
         assert required <= set(env), name
 
 
 def test_every_bidirectional_resource_only_exists_in_bidirectional_mode():
-    t = template()
-    conditions = t["Conditions"]
-
-    def bidirectional(condition: str) -> bool:
-        node = conditions[condition]
-        return condition == "IsBidirectional" or any(
-            isinstance(part, dict) and part.get("Condition") == "IsBidirectional" for part in node.get("Fn::And", [])
-        )
+    root = application()[0]
+    relay = root.resources()["Relay"]
+    assert relay["Properties"]["Location"] == "templates/relay.yaml"
+    assert relay["Condition"] == "IsBidirectional"
+    assert root.body["Conditions"]["IsBidirectional"] == {"Fn::Equals": [{"Ref": "Scenario"}, "bidirectional"]}
 
     ours = [
         "RelayStream",
@@ -102,4 +101,5 @@ def test_every_bidirectional_resource_only_exists_in_bidirectional_mode():
         "PeerUnreachableAlarm",
     ]
     for name in ours:
-        assert bidirectional(t["Resources"][name]["Condition"]), name
+        holder, _ = find_resource(name)
+        assert holder.name == "templates/relay.yaml", name

@@ -3,7 +3,7 @@
 Same partition: STS AssumeRole with ExternalId (botocore refreshes it before expiry). Cross-partition
 (aws <-> aws-cn), where roles cannot cross: access keys of the peer account read from Secrets Manager or
 an SSM SecureString through Powertools parameters, cached for `max_age` seconds so a rotation is picked
-up without a redeploy; a credential error forces a fresh read (DESIGN.md §10).
+up without a redeploy; a credential error forces a fresh read (docs/design.md#credentials).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which failures are retried in order and which park a record (DESIGN.md §9)."""
+"""Which failures are retried in order and which park a record (docs/design.md#failures)."""
 
 from __future__ import annotations
 

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
 
+from .clients import partition_of
+
 T = TypeVar("T")
 
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_ROLE_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+ROLE_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _ATTR_RE = re.compile(r"^.{1,255}$")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -94,26 +96,26 @@ class Env:
 
     def region(self, name: str, default: str | None = None) -> str:
         """An AWS region name such as eu-west-1 or cn-north-1."""
-        return self.text(name, default=default, pattern=_REGION_RE, expects="an AWS region such as eu-west-1")
+        return self.text(name, default=default, pattern=REGION_RE, expects="an AWS region such as eu-west-1")
 
     def table(self, name: str, default: str | None = None) -> str:
         """A DynamoDB table name."""
         return self.text(
-            name, default=default, pattern=_TABLE_RE, expects="a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
+            name, default=default, pattern=TABLE_RE, expects="a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
         )
 
     def role_arn(self, name: str) -> str | None:
         """An optional IAM role ARN in any partition."""
         return self.optional(
             name,
-            pattern=_ROLE_ARN_RE,
+            pattern=ROLE_ARN_RE,
             expects="an IAM role ARN such as arn:aws:iam::123456789012:role/name (arn:aws-cn:... in China)",
         )
 
 
 @dataclass(frozen=True)
 class VersionAttrs:
-    """Names of the attributes that carry an item's version (DESIGN.md §3)."""
+    """Names of the attributes that carry an item's version (docs/design.md#versions-and-last-writer-wins)."""
 
     ts: str = "last_update_timestamp"
     origin: str = "last_updater_region"
@@ -177,16 +179,12 @@ def cached_loader(factory: Callable[[Mapping[str, str]], T]) -> Callable[[], T]:
     return load
 
 
-_SECRET_RE = re.compile(r"^[\w/+=.@:-]{1,2048}$")
-
-
-def _partition(region: str) -> str:
-    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+SECRET_RE = re.compile(r"^[\w/+=.@:-]{1,2048}$")
 
 
 @dataclass(frozen=True)
 class PeerKeysSettings:
-    """Where the peer partition's access keys live (roles cannot cross aws <-> aws-cn, DESIGN.md §10).
+    """Where the peer partition's access keys live (roles cannot cross aws <-> aws-cn, docs/design.md#credentials).
 
     The secret or SecureString holds JSON: {"accessKeyId": ..., "secretAccessKey": ..., "sessionToken": ...?}.
     Read through Powertools parameters with a cache of `max_age_seconds`, so a rotation needs no redeploy.
@@ -200,11 +198,11 @@ class PeerKeysSettings:
     def from_env(cls, env: Env) -> PeerKeysSettings | None:
         """Read PEER_CREDENTIALS_*; None when neither a secret nor a parameter is set."""
         secret = env.optional(
-            "PEER_CREDENTIALS_SECRET", pattern=_SECRET_RE, expects="a Secrets Manager secret name or ARN"
+            "PEER_CREDENTIALS_SECRET", pattern=SECRET_RE, expects="a Secrets Manager secret name or ARN"
         )
         parameter = env.optional(
             "PEER_CREDENTIALS_PARAMETER",
-            pattern=_SECRET_RE,
+            pattern=SECRET_RE,
             expects="an SSM SecureString parameter name such as /ddb-bridge/peer-keys",
         )
         if secret and parameter:
@@ -217,7 +215,7 @@ class PeerKeysSettings:
 def _peer_for(env: Env, source_region: str, target: TargetSettings) -> PeerKeysSettings | None:
     """Peer keys, required (and the only way) when the target is in another partition."""
     peer = PeerKeysSettings.from_env(env)
-    if _partition(source_region) != _partition(target.region):
+    if partition_of(source_region) != partition_of(target.region):
         if peer is None:
             raise SettingsError(
                 f"PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required: the target region "
@@ -228,4 +226,4 @@ def _peer_for(env: Env, source_region: str, target: TargetSettings) -> PeerKeysS
     return peer
 
 
-_QUEUE_URL_RE = re.compile(r"^https?://\S+$")
+URL_RE = re.compile(r"^https?://\S+$")

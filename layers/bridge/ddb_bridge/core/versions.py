@@ -86,6 +86,19 @@ def older_than(version: Version | None, attrs: VersionAttrs) -> Condition:
     return Condition(expression, names, values)
 
 
+def same_version(version: Version | None, attrs: VersionAttrs) -> Condition:
+    """Condition: the stored item still has exactly this version (unstamped: still no timestamp)."""
+    if version is None:
+        return Condition("attribute_not_exists(#ts)", {"#ts": attrs.ts}, {})
+    if not version.origin:
+        return Condition("#ts = :ts", {"#ts": attrs.ts}, {":ts": {"N": str(version.ts)}})
+    return Condition(
+        "#ts = :ts AND #o = :o",
+        {"#ts": attrs.ts, "#o": attrs.origin},
+        {":ts": {"N": str(version.ts)}, ":o": {"S": version.origin}},
+    )
+
+
 def rank(version: Version | None) -> tuple[int, int, str]:
     """Last-writer-wins sort key, with an unversioned change (None) below every version."""
     return (0, 0, "") if version is None else (1, version.ts, version.origin)

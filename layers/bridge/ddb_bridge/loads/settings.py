@@ -6,20 +6,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..core.clients import partition_of
 from ..core.settings import (
-    _TABLE_RE,
     MODES,
+    TABLE_RE,
     Env,
     PeerKeysSettings,
     SettingsError,
     TargetSettings,
     VersionAttrs,
-    _partition,
     _peer_for,
     cached_loader,
 )
 
-# ---- FULL LOAD (issue 3) ------------------------------------------------------------------------------
+# ---- full load and backfill -------------------------------------------------------------------------------
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_RE = re.compile(r"^[\w!.*'()/-]{1,200}$")
@@ -45,7 +45,7 @@ class FullLoadSettings:
     @property
     def cross_partition(self) -> bool:
         """True when the target lives in another partition (aws <-> aws-cn)."""
-        return _partition(self.source_region) != _partition(self.target.region)
+        return partition_of(self.source_region) != partition_of(self.target.region)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> FullLoadSettings:
@@ -54,7 +54,7 @@ class FullLoadSettings:
         source_region = env.region("AWS_REGION")
         target = TargetSettings.from_env(env)
         peer = _peer_for(env, source_region, target)
-        cross = _partition(source_region) != _partition(target.region)
+        cross = partition_of(source_region) != partition_of(target.region)
         peer_bucket = env.optional("PEER_BUCKET_NAME", pattern=_BUCKET_RE, expects="an S3 bucket name")
         if cross and not peer_bucket:
             raise SettingsError(
@@ -118,7 +118,7 @@ class BackfillSettings:
             peer=_peer_for(env, source_region, target),
             replication_mode=env.choice("REPLICATION_MODE", MODES, "ordered"),
             versions=VersionAttrs.from_env(env),
-            tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=_TABLE_RE, expects="a DynamoDB table name"),
+            tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=TABLE_RE, expects="a DynamoDB table name"),
             progress_table=env.table("BACKFILL_PROGRESS_TABLE"),
             write_concurrency=env.integer("BACKFILL_WRITE_CONCURRENCY", 8, minimum=1, maximum=64),
         )

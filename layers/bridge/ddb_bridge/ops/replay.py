@@ -3,7 +3,7 @@
     python -m ddb_bridge.ops.replay --queue-url URL --function NAME [--source relay_applier] [--region R]
                                 [--max 100] [--dry-run]
 
-A parked message holds the whole record (DESIGN.md §9), so replaying needs nothing from the stream,
+A parked message holds the whole record (docs/design.md#failures), so replaying needs nothing from the stream,
 which may have expired. The function is invoked synchronously with `{"Records": [record]}`. A message
 is deleted only when the invocation succeeded with no batch item failure: the record was applied, or
 judged stale or duplicate, or parked again (still poison: the new message says why). Otherwise it

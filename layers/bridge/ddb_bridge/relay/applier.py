@@ -28,10 +28,11 @@ from ..core.errors import PermanentError
 from ..core.observability import logger
 from ..core.parking import ParkingLot
 from ..core.versions import rank
-from ..table.writer import Outcome, TableWriter
+from ..table.writer import Outcome
 from .local import LocalTable
 from .packs import MalformedPack, Pack, decode
 from .settings import ApplierSettings, load_applier_settings
+from .writer import MarkedWriter
 
 
 @dataclass
@@ -83,7 +84,7 @@ def changes_of(pack: Pack, record: dict[str, Any]) -> list[Change]:
 
 
 def apply_batch(
-    records: list[dict[str, Any]], *, settings: ApplierSettings, writer: TableWriter, parking: ParkingLot
+    records: list[dict[str, Any]], *, settings: ApplierSettings, writer: MarkedWriter, parking: ParkingLot
 ) -> tuple[set[int], ApplierReport]:
     """Apply a batch; returns the ids of the records to report as failed, and the batch report."""
     report = ApplierReport(records=len(records))

@@ -2,7 +2,7 @@
 
 When replication deletes an item (the applier applying a peer's delete, or the relay undoing a local
 write that lost to a newer version), the table's stream emits a REMOVE like any local delete. To keep
-that REMOVE from bouncing back across the border (DESIGN.md §4), the same transaction that deletes
+that REMOVE from bouncing back across the border (docs/design.md#deletes), the same transaction that deletes
 the item writes a marker naming the exact version it removed: `(key, version)` for a stamped item,
 `(key, digest of the item)` for an unstamped one. The relay drops a REMOVE iff the marker of its
 OldImage exists. A local delete never has a marker, so it replicates even when the peer wrote the

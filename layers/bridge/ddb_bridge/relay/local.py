@@ -10,7 +10,7 @@ import boto3
 from ..core.clients import client_config
 from ..core.settings import VersionAttrs
 from ..table.tombstones import Tombstones
-from ..table.writer import TableWriter
+from .writer import MarkedWriter
 
 
 class LocalTableSettings(Protocol):
@@ -58,8 +58,8 @@ class LocalTable:
             settings.write_concurrency,
         )
 
-    def writer(self) -> TableWriter:
+    def writer(self) -> MarkedWriter:
         """A last-writer-wins writer with tombstones and echo markers (one per batch: it counts requests)."""
-        return TableWriter.bidirectional(
+        return MarkedWriter(
             self.dynamodb, self.table, attrs=self.attrs, tombstones=self.tombstones, concurrency=self.concurrency
         )

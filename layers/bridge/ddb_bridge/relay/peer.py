@@ -5,7 +5,7 @@ read from Secrets Manager or an SSM SecureString (`target_access.PeerKeys`, Powe
 a cache): a rotated key is picked up when the cache expires, and at once after an authentication
 failure, without a redeploy. PutRecords is sent in calls of at most 500 records and 5 MiB; only the
 records that failed are sent again, with exponential backoff and full jitter. That reorders them,
-which is fine: appliers decide by version, never by arrival order (DESIGN.md §6).
+which is fine: appliers decide by version, never by arrival order (docs/design.md#delivery-is-hostile).
 """
 
 from __future__ import annotations

@@ -6,18 +6,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..core.clients import partition_of
 from ..core.settings import (
-    _QUEUE_URL_RE,
-    _REGION_RE,
+    REGION_RE,
+    URL_RE,
     Env,
     PeerKeysSettings,
     SettingsError,
     VersionAttrs,
-    _partition,
     cached_loader,
 )
 
-# ---- BIDIRECTIONAL (issue 4) ----------------------------------------------------------------------------
+# ---- bidirectional -------------------------------------------------------------------------------------
 _REGION_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _KINESIS_STREAM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -62,7 +62,7 @@ class RelaySettings:
         local_region = env.region("AWS_REGION")
         peer_region = env.region("PEER_REGION")
         peer_keys = PeerKeysSettings.from_env(env)
-        if _partition(local_region) != _partition(peer_region) and peer_keys is None:
+        if partition_of(local_region) != partition_of(peer_region) and peer_keys is None:
             raise SettingsError(
                 f"PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required: PEER_REGION={peer_region} is in "
                 f"another partition than {local_region}, where roles cannot be assumed"
@@ -80,18 +80,16 @@ class RelaySettings:
             peer_keys=peer_keys,
             peer_max_attempts=env.integer("PEER_MAX_ATTEMPTS", 3, minimum=1, maximum=20),
             https_proxy=env.optional(
-                "HTTPS_PROXY_URL", pattern=_QUEUE_URL_RE, expects="a proxy URL such as http://proxy.internal:3128"
+                "HTTPS_PROXY_URL", pattern=URL_RE, expects="a proxy URL such as http://proxy.internal:3128"
             ),
             replicate_ttl_deletes=env.flag("REPLICATE_TTL_DELETES", True),
-            parking_queue_url=env.text(
-                "PARKING_QUEUE_URL", pattern=_QUEUE_URL_RE, expects="the URL of the SQS parking queue"
-            ),
+            parking_queue_url=env.text("PARKING_QUEUE_URL", pattern=URL_RE, expects="the URL of the SQS parking queue"),
             put_attempts=env.integer("RELAY_PUT_ATTEMPTS", 8, minimum=1, maximum=20),
             compress=env.flag("RELAY_COMPRESS", True),
             pack_bytes=env.integer("RELAY_PACK_BYTES", 256 * 1024, minimum=1, maximum=4 * 1024 * 1024),
             pack_buckets=env.integer("RELAY_PACK_BUCKETS", 8, minimum=1, maximum=256),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
-            aws_region=env.optional("AWS_REGION", pattern=_REGION_RE, expects="an AWS region"),
+            aws_region=env.optional("AWS_REGION", pattern=REGION_RE, expects="an AWS region"),
         )
 
 
@@ -118,11 +116,9 @@ class ApplierSettings:
             tombstone_table=env.table("TOMBSTONE_TABLE_NAME"),
             tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
             versions=VersionAttrs.from_env(env),
-            parking_queue_url=env.text(
-                "PARKING_QUEUE_URL", pattern=_QUEUE_URL_RE, expects="the URL of the SQS parking queue"
-            ),
+            parking_queue_url=env.text("PARKING_QUEUE_URL", pattern=URL_RE, expects="the URL of the SQS parking queue"),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
-            aws_region=env.optional("AWS_REGION", pattern=_REGION_RE, expects="an AWS region"),
+            aws_region=env.optional("AWS_REGION", pattern=REGION_RE, expects="an AWS region"),
         )
 
 

@@ -1,6 +1,6 @@
 """stream_relay's domain: this region's stream batch -> packs on the peer region's Kinesis stream.
 
-Per key, the batch is judged against what this region already knew (DESIGN.md §3-6):
+Per key, the batch is judged against what this region already knew (docs/design.md#versions-and-last-writer-wins):
 - An INSERT/MODIFY stamped by another origin was written by replication: dropped here, before the
   border (the template's FilterCriteria drops most of them before Lambda is even invoked).
 - A REMOVE is an echo iff replication left a marker for the exact version it removed (`echoes`):
@@ -35,12 +35,12 @@ from ..core.observability import MetricUnit, logger, metrics
 from ..core.parking import ParkingLot
 from ..core.versions import Version, rank, version_of
 from ..table.tombstones import TOMBSTONE_ATTRS, Tombstones
-from ..table.writer import TableWriter
 from .echoes import identity, marker_key
 from .local import LocalTable
 from .packs import OutRecord, WireChange, build_records
 from .peer import PeerStream
 from .settings import RelaySettings, load_relay_settings
+from .writer import MarkedWriter
 
 BATCH_GET_MAX = 100
 
@@ -101,7 +101,7 @@ def relay_batch(
     *,
     settings: RelaySettings,
     peer: PeerStream,
-    writer: TableWriter,
+    writer: MarkedWriter,
     parking: ParkingLot,
 ) -> tuple[set[int], RelayReport]:
     """Relay a batch; returns the ids of the records to report as failed, and the batch report."""
@@ -185,7 +185,7 @@ def _classify(change: Change, record: dict[str, Any], view: _Key, settings: Rela
 def _decide(
     kid: str,
     view: _Key,
-    writer: TableWriter,
+    writer: MarkedWriter,
     report: RelayReport,
     sends: list[tuple[str, Change]],
     actions: _Local,
@@ -242,7 +242,7 @@ def _decide(
         actions.restore.append(restore)
 
 
-def _lookups(writer: TableWriter, keys: dict[str, _Key]) -> dict[str, dict[str, Any]]:
+def _lookups(writer: MarkedWriter, keys: dict[str, _Key]) -> dict[str, dict[str, Any]]:
     """Echo markers and tombstones the batch needs, read consistently in BatchGetItem calls."""
     assert writer.tombstones is not None
     wanted: dict[str, dict[str, Any]] = {}
@@ -334,7 +334,7 @@ class _Local:
 
 def _run_local(
     actions: _Local,
-    writer: TableWriter,
+    writer: MarkedWriter,
     parking: ParkingLot,
     report: RelayReport,
     failed_keys: set[str],

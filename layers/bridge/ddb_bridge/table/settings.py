@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..core.settings import (
-    _REGION_RE,
-    _TABLE_RE,
     MODES,
+    REGION_RE,
+    TABLE_RE,
     Env,
     TargetSettings,
     VersionAttrs,
@@ -44,9 +44,9 @@ class ReplicatorSettings:
                 "PARKING_QUEUE_URL", pattern=re.compile(r"^https?://\S+$"), expects="the URL of the SQS parking queue"
             ),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
-            tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=_TABLE_RE, expects="a DynamoDB table name"),
+            tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=TABLE_RE, expects="a DynamoDB table name"),
             tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
-            aws_region=env.optional("AWS_REGION", pattern=_REGION_RE, expects="an AWS region"),
+            aws_region=env.optional("AWS_REGION", pattern=REGION_RE, expects="an AWS region"),
         )
 
 

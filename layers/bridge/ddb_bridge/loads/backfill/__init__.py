@@ -6,7 +6,7 @@ the copy resumes. A checkpoint per segment (progress table) is the source of tru
 after a page is written, under a lease that keeps two calls off one segment, so a stopped backfill
 started again with the same `backfillId` copies each item once and misses none.
 
-Two ways to write (DESIGN.md §7):
+Two ways to write (docs/design.md#full-load-handover):
 - `overwrite`: BatchWriteItem, 25 per request, UnprocessedItems retried with backoff and jitter
   (`apply.TableWriter`). Only when nothing else writes the target (live replication not running).
 - `live`: while live replication runs. Each item is a TransactWriteItems of a ConditionCheck on the

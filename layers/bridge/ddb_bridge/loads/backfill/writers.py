@@ -17,7 +17,7 @@ from ...core.keys import key_id
 from ...core.settings import VersionAttrs
 from ...core.versions import Condition, older_than, version_of
 from ...table.tombstones import TOMBSTONE_ATTRS, Tombstones
-from ...table.writer import BATCH_WRITE_MAX, Outcome, TableWriter, _transaction_result
+from ...table.writer import BATCH_WRITE_MAX, Outcome, TableWriter, transaction_result
 from .clients import Json
 
 _WRITE_ATTEMPTS = 6
@@ -39,7 +39,7 @@ class Written:
 
 
 class OverwriteWriter:
-    """BatchWriteItem, 25 items per request, concurrently, through `apply.TableWriter._batch_write`.
+    """BatchWriteItem, 25 items per request, concurrently, through `apply.TableWriter.batch_write`.
 
     That call retries UnprocessedItems with exponential backoff and full jitter; what is still left, or a
     throttled request, is sent again in the next round after another backoff.
@@ -63,7 +63,7 @@ class OverwriteWriter:
 
     def _send(self, requests: list[Json]) -> tuple[list[Json], PermanentError | RetryableError | None]:
         try:
-            return self.writer._batch_write({self.table: requests}).get(self.table, []), None
+            return self.writer.batch_write({self.table: requests}).get(self.table, []), None
         except Exception as exc:  # noqa: BLE001 - classified: retried next round, or fails the call
             return requests, classify(exc)
 
@@ -152,7 +152,7 @@ class LiveWriter:
             return Outcome.APPLIED
         except ClientError as exc:
             if error_code(exc) == "TransactionCanceledException":
-                return _transaction_result(exc)
+                return transaction_result(exc)
             return classify(exc)
         except Exception as exc:  # noqa: BLE001 - classified
             return classify(exc)

@@ -6,7 +6,7 @@ input, a failed pre-check, an export that failed, the stream retention about to 
 with a readable `message` that a Choice turns into a Fail state, while AWS errors raise
 RetryableError / PermanentError for the state's Retry and Catch.
 
-The handover is gap-free (DESIGN.md §7): the replicator's event source is created disabled at
+The handover is gap-free (docs/design.md#full-load-handover): the replicator's event source is created disabled at
 TRIM_HORIZON before the export, so when it is enabled after the import it replays every change since
 the oldest record in the stream, which is older than T as long as the handover happens within the
 stream's 24 h retention. The retention guard stops the workflow *before* a record after T can expire.
