@@ -277,6 +277,17 @@ class TwoRegions:
             Name=side.keys_parameter, Value=value, Type="SecureString", Overwrite=True
         )
 
+    def put_sample_keys(self, side: Side, prefix: str, access_key: str) -> None:
+        """Store peer keys as the public China <-> Global sample does, in `side`'s region.
+
+        `<prefix>AccessKey` (String) and `<prefix>SecretKey` (SecureString): what the relay reads with
+        PEER_CREDENTIALS_PARAMETER_PREFIX.
+        """
+        ssm = boto3.client("ssm", region_name=side.region)
+        ssm.put_parameter(Name=prefix + "AccessKey", Value=access_key, Type="String", Overwrite=True)
+        secret = "local-secret-" + access_key[-6:]
+        ssm.put_parameter(Name=prefix + "SecretKey", Value=secret, Type="SecureString", Overwrite=True)
+
     def _functions(self, side: Side, peer: Side, relay_env: dict[str, str], applier_env: dict[str, str]) -> None:
         common = {
             "AWS_REGION": side.region,

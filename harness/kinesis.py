@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import Fault, inject
+from .streams import _iso, on_failure_message
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -87,7 +88,9 @@ class KinesisPoller:
         bisect: bool = True,
         on_failure: Callable[[dict[str, Any]], None] | None = None,
         faults: Faults | None = None,
+        function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ddb-bridge-relay-applier",
     ) -> None:
+        self.function_arn = function_arn
         self.kinesis = kinesis_client
         self.stream_name = stream_name
         self.handler = handler
@@ -171,7 +174,7 @@ class KinesisPoller:
             # Lambda checkpoints before the lowest failed sequence number; an unknown id fails the batch.
             lowest = min((positions.get(f, 0) for f in failures), default=0)
             if attempt > self.max_retries:
-                self._send_to_on_failure(shard, pending[lowest:])
+                self._send_to_on_failure(shard, pending[lowest:], crashed)
                 return
             self.stats.retries += 1
             pending = pending[lowest:]
@@ -198,24 +201,24 @@ class KinesisPoller:
                 self.stats.duplicates += 1
                 self._late.append((shard, record))
 
-    def _send_to_on_failure(self, shard: str, records: list[dict[str, Any]]) -> None:
+    def _send_to_on_failure(self, shard: str, records: list[dict[str, Any]], crashed: bool = False) -> None:
         self.stats.sent_to_on_failure += len(records)
         if self.on_failure is None:
             raise RuntimeError(f"{len(records)} Kinesis records exhausted their retries and no on-failure destination")
+        arrivals = [r["kinesis"]["approximateArrivalTimestamp"] for r in (records[0], records[-1])]
         self.on_failure(
-            {
-                "requestContext": {
-                    "condition": "RetryAttemptsExhausted",
-                    "approximateInvokeCount": self.max_retries + 1,
-                },
-                "KinesisBatchInfo": {
-                    "shardId": shard,
-                    "streamArn": self.stream_arn,
-                    "batchSize": len(records),
-                    "startSequenceNumber": records[0]["kinesis"]["sequenceNumber"],
-                    "endSequenceNumber": records[-1]["kinesis"]["sequenceNumber"],
-                },
-            }
+            on_failure_message(
+                "KinesisBatchInfo",
+                function_arn=self.function_arn,
+                invocations=self.max_retries + 1,
+                crashed=crashed,
+                shard=shard,
+                stream_arn=self.stream_arn,
+                first=records[0]["kinesis"]["sequenceNumber"],
+                last=records[-1]["kinesis"]["sequenceNumber"],
+                arrivals=(_iso(arrivals[0], millis=True), _iso(arrivals[1], millis=True)),
+                size=len(records),
+            )
         )
 
 

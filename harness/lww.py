@@ -17,10 +17,11 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from ddb_bridge.core.settings import VersionAttrs
-from ddb_bridge.core.versions import Version, rank, version_of
+from ddb_bridge.core.versions import Version, rank, stamp_micros, version_of
 
 from .world import canonical_key
 
@@ -47,10 +48,10 @@ def canonical_item(item: dict[str, Any]) -> dict[str, Any]:
 class Oracle:
     """Every stamped write per key; the expected final state is each key's highest version."""
 
-    writes: dict[str, list[tuple[Version, dict[str, Any] | None]]] = field(default_factory=dict)
+    writes: dict[str, list[tuple[Version | None, dict[str, Any] | None]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, key: str, version: Version, item: dict[str, Any] | None) -> None:
+    def record(self, key: str, version: Version | None, item: dict[str, Any] | None) -> None:
         """A put (item) or a delete (None) with its version."""
         with self._lock:
             self.writes.setdefault(key, []).append((version, item))
@@ -66,7 +67,7 @@ class Oracle:
 
     def conflicts(self) -> int:
         """Keys written by both regions (the writes that last-writer-wins had to settle)."""
-        return sum(1 for writes in self.writes.values() if len({v.origin for v, _ in writes}) > 1)
+        return sum(1 for writes in self.writes.values() if len({v.origin for v, _ in writes if v}) > 1)
 
 
 @dataclass
@@ -125,9 +126,15 @@ class Writer:
         ts = self.clock.next(canon) if ts is None else self.clock.claim(canon, ts)
         item = {**body, **key, **self._stamp(ts)}
         self.ddb.put_item(TableName=self.table, Item=item)
-        version = Version(ts, self.tag)
+        version = self._version(ts)
         self.oracle.record(canon, version, item)
         return version
+
+    def _version(self, ts: int) -> Version:
+        """The normalised version of a stamp this writer wrote (milliseconds here)."""
+        micros = stamp_micros({"N": str(ts)})
+        assert micros is not None
+        return Version(micros, self.tag)
 
     def update(self, key: dict[str, Any], changes: dict[str, Any], *, ts: int | None = None) -> Version:
         """SET some attributes (creating the item if absent), stamped; the oracle gets the whole new item."""
@@ -144,7 +151,7 @@ class Writer:
             ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(values.values())},
             ReturnValues="ALL_NEW",
         )["Attributes"]
-        version = Version(ts, self.tag)
+        version = self._version(ts)
         self.oracle.record(canon, version, item)
         return version
 
@@ -155,18 +162,92 @@ class Writer:
         if not old:
             return None
         removed = version_of(old, self.attrs)
-        now_ms = int(time.time() * 1000)
+        now_us = int(time.time() * 1000) * 1000
         if removed is None:
             # An unstamped item (moto's first INSERT of an UpdateItem that creates an item is the key
             # alone, and it replicates as such): the delete's version is the stream time, below every stamp.
-            version = Version(now_ms, self.tag)
+            version = Version(now_us, self.tag)
             self.oracle.record(canon, version, None)
             return version
-        if removed.ts < now_ms:
+        if removed.ts < now_us:
             raise AssertionError("the oracle can only version deletes of items stamped ahead of the wall clock")
-        version = Version(removed.ts + 1, self.tag)
-        self.clock.after_delete(canon, version.ts)
+        version = Version(removed.ts + 1, self.tag)  # one microsecond newer: the versions' unit
+        self.clock.after_delete(canon, -(-version.ts // 1000))
         self.oracle.record(canon, version, None)
+        return version
+
+
+def sample_stamp() -> Decimal:
+    """A stamp as the public China <-> Global sample's load_items.py writes it: `Decimal(time.time())`.
+
+    Seconds, with every digit of the float's binary expansion (e.g. 1796180270.8668110370635986328125).
+    """
+    return Decimal(time.time())
+
+
+def micros_of_seconds(stamp: Decimal) -> int:
+    """The oracle's own reading of a seconds stamp: microseconds, finer digits dropped (docs/design.md)."""
+    with localcontext() as ctx:
+        ctx.prec = 100
+        return int((stamp * 1_000_000).to_integral_value(rounding=ROUND_FLOOR))
+
+
+class SampleWriter:
+    """One region's application stamping as the public sample does (seconds as a Decimal), fed to the oracle.
+
+    Deletes are versioned as the bridge versions them: the later of the delete's time and the removed
+    item's stamp plus one microsecond. Scenarios keep a delete and any other write of its key apart in
+    time, so the delete's time seen here and the stream's time agree on the order.
+    """
+
+    def __init__(self, ddb: Any, table: str, tag: str, oracle: Oracle, attrs: VersionAttrs | None = None) -> None:
+        self.ddb = ddb
+        self.table = table
+        self.tag = tag
+        self.oracle = oracle
+        self.attrs = attrs or VersionAttrs()
+
+    def put(self, key: dict[str, Any], body: dict[str, Any], *, stamp: Decimal | None = None) -> Version:
+        """Replace the item, stamped `Decimal(time.time())` (or `stamp`, for a same-instant tie)."""
+        stamp = sample_stamp() if stamp is None else stamp
+        item = {**body, **key, self.attrs.ts: {"N": str(stamp)}, self.attrs.origin: {"S": self.tag}}
+        self.ddb.put_item(TableName=self.table, Item=item)
+        version = Version(micros_of_seconds(stamp), self.tag)
+        self.oracle.record(canonical_key(key), version, item)
+        return version
+
+    def put_raw(self, key: dict[str, Any], body: dict[str, Any], version: Version | None) -> None:
+        """Write an item stamped some other way (ms, unreadable); `version` is what the oracle takes it for."""
+        item = {**body, **key}
+        self.ddb.put_item(TableName=self.table, Item=item)
+        self.oracle.record(canonical_key(key), version, item)
+
+    def update(self, key: dict[str, Any], changes: dict[str, Any]) -> Version:
+        """SET some attributes and the stamp (creating the item if absent); the oracle gets the whole new item."""
+        stamp = sample_stamp()
+        values = {**changes, self.attrs.ts: {"N": str(stamp)}, self.attrs.origin: {"S": self.tag}}
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        item = self.ddb.update_item(
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(values.values())},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        version = Version(micros_of_seconds(stamp), self.tag)
+        self.oracle.record(canonical_key(key), version, item)
+        return version
+
+    def delete(self, key: dict[str, Any]) -> Version | None:
+        """Delete the item; None when nothing was there (no stream record, no change)."""
+        now_us = int(time.time() * 1_000_000)
+        old = self.ddb.delete_item(TableName=self.table, Key=key, ReturnValues="ALL_OLD").get("Attributes")
+        if not old:
+            return None
+        removed = version_of(old, self.attrs)
+        version = Version(max(now_us, removed.ts + 1) if removed else now_us, self.tag)
+        self.oracle.record(canonical_key(key), version, None)
         return version
 
 

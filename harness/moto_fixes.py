@@ -9,7 +9,12 @@ r"""Workarounds for moto 5.2.5 ImportTable bugs met by the full-load tests (proc
    live replication then writes to) breaks moto's Scan with "'<' not supported between bytes and str".
    The fix decodes top-level `B`/`BS` values, exactly what moto's PutItem does (nested ones stay text).
 
-Both apply only inside moto's import thread; every other moto path is untouched.
+Both apply only inside moto's import thread.
+
+3. A condition that orders values of different types (`#ts < :n` where the item holds an `S`) makes moto
+   answer HTTP 500 ("'<' not supported between str and Decimal"). DynamoDB evaluates it to false: "if
+   an item contains an AttributeValue element of a different type than the one provided in the
+   request, the value does not match". The fix makes moto's four ordering operators false there.
 """
 
 from __future__ import annotations
@@ -66,7 +71,24 @@ def install() -> None:
                 item_attrs = _as_put_would_store(item_attrs)
             return put_item(self, item_attrs, *args, **kwargs)
 
+        _comparisons_across_types_are_false()
         JsonParser.parse = staticmethod(parse_json_lines)  # type: ignore[method-assign]
         TableImport._process_s3_files = importing  # type: ignore[method-assign]
         Table.put_item = put  # type: ignore[method-assign]
         _installed = True
+
+
+def _comparisons_across_types_are_false() -> None:
+    from moto.dynamodb import comparisons
+
+    for name in ("OpLessThan", "OpGreaterThan", "OpLessThanOrEqual", "OpGreaterThanOrEqual"):
+        op = getattr(comparisons, name)
+        original = op.expr
+
+        def expr(self: Any, item: Any, _original: Any = original) -> bool:
+            try:
+                return bool(_original(self, item))
+            except TypeError:  # values of different types: DynamoDB says the condition does not hold
+                return False
+
+        op.expr = expr

@@ -9,6 +9,7 @@ batches to an on-failure queue with Lambda's metadata.
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import uuid
@@ -79,7 +80,9 @@ class StreamPoller:
         region: str = "us-east-1",
         transform: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
         backoff: Callable[[int], None] | None = None,
+        function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ddb-bridge-local",
     ) -> None:
+        self.function_arn = function_arn
         self.streams = streams_client
         self.stream_arn = stream_arn
         self.handler = handler
@@ -135,6 +138,7 @@ class StreamPoller:
     def _deliver(self, shard: str, batch: list[dict[str, Any]]) -> None:
         pending = batch
         attempt = 0
+        crashed = False
         while pending:
             event_records = self.transform(list(pending)) if self.transform else pending
             self.stats.invocations += 1
@@ -143,9 +147,11 @@ class StreamPoller:
             try:
                 response = self.handler({"Records": event_records})
                 failures = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]
+                crashed = False
             except Exception:  # noqa: BLE001 - a function error: Lambda retries the whole batch
                 self.stats.function_errors += 1
                 failures = [pending[0]["dynamodb"]["SequenceNumber"]]
+                crashed = True
             if not failures:
                 return
             positions = {r["dynamodb"]["SequenceNumber"]: i for i, r in enumerate(pending)}
@@ -153,32 +159,82 @@ class StreamPoller:
             lowest = min((positions.get(f, 0) for f in failures), default=0)
             attempt += 1
             if attempt > self.max_retries:
-                self._send_to_on_failure(shard, pending[lowest:])
+                self._send_to_on_failure(shard, pending[lowest:], crashed)
                 return
             self.stats.retries += 1
             self.backoff(attempt)
             pending = pending[lowest:]
 
-    def _send_to_on_failure(self, shard: str, records: list[dict[str, Any]]) -> None:
+    def _send_to_on_failure(self, shard: str, records: list[dict[str, Any]], crashed: bool = False) -> None:
         self.stats.sent_to_on_failure += len(records)
         if self.on_failure is None:
             raise RuntimeError(f"{len(records)} records exhausted their retries and no on-failure destination")
         # Lambda sends metadata (a pointer into the stream), not the records themselves.
+        arrivals = [r["dynamodb"]["ApproximateCreationDateTime"] for r in (records[0], records[-1])]
         self.on_failure(
-            {
-                "requestContext": {
-                    "condition": "RetryAttemptsExhausted",
-                    "approximateInvokeCount": self.max_retries + 1,
-                },
-                "DDBStreamBatchInfo": {
-                    "shardId": shard,
-                    "streamArn": self.stream_arn,
-                    "batchSize": len(records),
-                    "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
-                    "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
-                },
-            }
+            on_failure_message(
+                "DDBStreamBatchInfo",
+                function_arn=self.function_arn,
+                invocations=self.max_retries + 1,
+                crashed=crashed,
+                shard=shard,
+                stream_arn=self.stream_arn,
+                first=records[0]["dynamodb"]["SequenceNumber"],
+                last=records[-1]["dynamodb"]["SequenceNumber"],
+                arrivals=(_iso(arrivals[0], millis=False), _iso(arrivals[1], millis=False)),
+                size=len(records),
+            )
         )
+
+
+def _iso(epoch_seconds: float, *, millis: bool) -> str:
+    """Lambda's timestamps in on-failure messages: UTC, `Z`, milliseconds for Kinesis, seconds for DynamoDB."""
+    moment = datetime.datetime.fromtimestamp(epoch_seconds, tz=datetime.UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{moment.microsecond // 1000:03d}Z" if millis else f"{text}Z"
+
+
+def on_failure_message(
+    info_key: str,
+    *,
+    function_arn: str,
+    invocations: int,
+    crashed: bool,
+    shard: str,
+    stream_arn: str,
+    first: str,
+    last: str,
+    arrivals: tuple[str, str],
+    size: int,
+) -> dict[str, Any]:
+    """The invocation record Lambda sends to a stream event source's on-failure destination, field for field.
+
+    `info_key` is `DDBStreamBatchInfo` or `KinesisBatchInfo`; the records themselves are not in it.
+    """
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": function_arn,
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": invocations,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled" if crashed else None,
+        },
+        "version": "1.0",
+        "timestamp": _iso(time.time(), millis=True),
+        info_key: {
+            "shardId": shard,
+            "startSequenceNumber": first,
+            "endSequenceNumber": last,
+            "approximateArrivalOfFirstRecord": arrivals[0],
+            "approximateArrivalOfLastRecord": arrivals[1],
+            "batchSize": size,
+            "streamArn": stream_arn,
+        },
+    }
 
 
 def sqs_on_failure(sqs_client: Any, queue_url: str) -> Callable[[dict[str, Any]], None]:

@@ -217,8 +217,13 @@ def main() -> int:
             say(f"phase {number}", title)
             verdicts.append(run())
         report(screen, verdicts)
+        aws.reset()
+        say("phase 3", "S3: backfill while live puts/deletes flow, into another account and the other partition")
+        s3 = phase("s3").run(lambda m: say("s3", m))
+        s3_ok = all(run["differences"] == 0 for run in s3.values())
+        say("s3", f"bucket compare differences: {[run['differences'] for run in s3.values()]} (account, partition)")
         say("done", f"logs and metrics: {log_path}")
-        return 0 if all(v.ok for v in verdicts) else 1
+        return 0 if all(v.ok for v in verdicts) and s3_ok else 1
     finally:
         aws.stop()
 

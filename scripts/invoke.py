@@ -137,10 +137,54 @@ def invoke_relay_applier(event: dict[str, Any]) -> None:
     show("parked records", world.b.parked())
 
 
+def _bucket_world(event: dict[str, Any]) -> Any:
+    """The source bucket (named as in the event), its objects, and the target bucket in another account."""
+    from ddb_bridge.s3.events import ObjectEvent, parse_body
+    from harness.s3_world import bucket_world
+
+    world = bucket_world(notify=False)
+    text = json.dumps(event).replace("media-src", world.source_bucket)
+    event.clear()
+    event.update(json.loads(text))
+    for record in event.get("Records", []):
+        try:
+            items = parse_body(record["body"])
+        except Exception:  # noqa: BLE001 - a malformed sample: the function parks it
+            continue
+        for item in items:
+            if isinstance(item, ObjectEvent) and item.kind == "created":
+                world.put(item.key, f"sample body of {item.key}".encode(), ContentType="text/plain")
+    return world
+
+
+def invoke_bucket_replicator(event: dict[str, Any]) -> None:
+    """bucket_replicator: SQS messages of bucket events -> the target bucket (another account)."""
+    world = _bucket_world(event)
+    show("response", world.replicator().invoke(event))
+    show(
+        f"target bucket {world.target_bucket} (account {moto_server.TARGET_ACCOUNT}, eu-west-1)",
+        {k: v.decode(errors="replace") for k, v in world.target_contents().items()},
+    )
+    show("parked messages", world.parked())
+
+
+def invoke_bucket_backfill(event: dict[str, Any]) -> None:
+    """bucket_backfill: a plan of key ranges over a bucket of a few objects."""
+    world = _bucket_world(event)
+    for i in range(20):
+        world.put(f"{'abcd'[i % 4]}/object-{i:03d}.txt", b"x" * (i + 1))
+    world.create_progress_table()
+    show(
+        "response", LocalFunction("bucket_backfill", world.env(POWERTOOLS_SERVICE_NAME="bucket_backfill")).invoke(event)
+    )
+
+
 SETUPS: dict[str, Callable[[dict[str, Any]], None]] = {
     "stream_relay": invoke_stream_relay,
     "relay_applier": invoke_relay_applier,
     "table_replicator": invoke_table_replicator,
+    "bucket_replicator": invoke_bucket_replicator,
+    "bucket_backfill": invoke_bucket_backfill,
     "full_load_control": invoke_full_load_control,
     "backfill": invoke_backfill,
     "verify": invoke_verify,

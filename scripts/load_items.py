@@ -7,9 +7,11 @@ Writes `-n` items into the table of region `-r` with `-c` threads, then updates 
 them (`--updates`, `--deletes`). With `--peer-region` (and `--peer-table`), a share of the keys
 (`--conflicts`) is also written in the peer region at the same moment, half of them in the very same
 millisecond: the conflicts last-writer-wins must settle. Every write is stamped with
-`last_update_timestamp` (milliseconds) and `last_updater_region` (the region tag), strictly increasing
-per item per region, as bidirectional replication requires. Items carry every attribute type,
-binary nested too. Point it at moto with `--endpoint-url` (or AWS_ENDPOINT_URL).
+`last_update_timestamp` and `last_updater_region` (the region tag), strictly increasing per item per
+region, as bidirectional replication requires: in integer milliseconds (`--stamp ms`, the default), or
+as the public China <-> Global sample's load_items.py stamps, `Decimal(time.time())`: seconds with
+every fractional digit of the float (`--stamp seconds`). Items carry every attribute type, binary
+nested too. Point it at moto with `--endpoint-url` (or AWS_ENDPOINT_URL).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -33,23 +36,36 @@ TS_ATTR = "last_update_timestamp"
 ORIGIN_ATTR = "last_updater_region"
 
 
-class StampClock:
-    """Version stamps of one region: the wall clock in ms, strictly increasing per item."""
+STAMP_FORMS = ("ms", "seconds")
 
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+
+class StampClock:
+    """Version stamps of one region, strictly increasing per item: integer ms, or the sample's Decimal seconds."""
+
+    def __init__(self, form: str = "ms") -> None:
+        self.form = form
+        self._last: dict[str, Decimal] = {}
         self._lock = threading.Lock()
 
-    def peek(self, key: str) -> int:
+    def _now(self, key: str) -> Decimal:
+        if self.form == "seconds":
+            now = Decimal(time.time())  # exactly what the sample writes: the float's full expansion
+            step = Decimal("0.000001")  # the finest a stamp orders by (microseconds)
+        else:
+            now, step = Decimal(int(time.time() * 1000)), Decimal(1)
+        last = self._last.get(key)
+        return now if last is None or now >= last + step else last + step
+
+    def peek(self, key: str) -> Decimal:
         """The ts the item's next write would get."""
         with self._lock:
-            return max(int(time.time() * 1000), self._last.get(key, 0) + 1)
+            return self._now(key)
 
-    def next(self, key: str, exactly: int | None = None) -> int:
-        """The next ts for an item (`exactly`: a same-millisecond tie, never below what was stamped)."""
+    def next(self, key: str, exactly: Decimal | None = None) -> Decimal:
+        """The next ts for an item (`exactly`: a same-instant tie, never below what was stamped)."""
         with self._lock:
-            ts = max(int(time.time() * 1000), self._last.get(key, 0) + 1) if exactly is None else exactly
-            self._last[key] = max(self._last.get(key, 0), ts)
+            ts = self._now(key) if exactly is None else exactly
+            self._last[key] = max(self._last.get(key, ts), ts)
             return ts
 
 
@@ -61,6 +77,11 @@ class Region:
     table: str
     tag: str
     clock: StampClock = field(default_factory=StampClock)
+
+    @classmethod
+    def stamping(cls, ddb: Any, table: str, tag: str, form: str) -> Region:
+        """A region whose writers stamp in `form` (ms, or the sample's seconds)."""
+        return cls(ddb, table, tag, StampClock(form))
 
 
 @dataclass
@@ -115,7 +136,7 @@ def body_of(i: int, rng: random.Random, payload: int = 0) -> dict[str, Any]:
     return body
 
 
-def _stamp(region: Region, key: dict[str, Any], ts: int | None = None) -> dict[str, Any]:
+def _stamp(region: Region, key: dict[str, Any], ts: Decimal | None = None) -> dict[str, Any]:
     return {TS_ATTR: {"N": str(region.clock.next(clock_key(key), ts))}, ORIGIN_ATTR: {"S": region.tag}}
 
 
@@ -124,7 +145,7 @@ def clock_key(key: dict[str, Any]) -> str:
     return json.dumps(key, sort_keys=True)
 
 
-def put(region: Region, i: int, rng: random.Random, payload: int = 0, ts: int | None = None) -> None:
+def put(region: Region, i: int, rng: random.Random, payload: int = 0, ts: Decimal | None = None) -> None:
     """Write item i (stamped)."""
     key = key_of(i)
     region.ddb.put_item(TableName=region.table, Item={**body_of(i, rng, payload), **key, **_stamp(region, key, ts)})
@@ -230,21 +251,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--payload", type=int, default=0, help="extra bytes of text per item (default 0)")
     parser.add_argument("--first", type=int, default=0, help="first item number (default 0)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--stamp", choices=STAMP_FORMS, default="ms", help="stamp form: ms, or seconds as Decimal(time.time())"
+    )
     parser.add_argument("--endpoint-url", help="e.g. a local moto server")
     args = parser.parse_args(argv)
     config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=args.concurrency + 4)
-    local = Region(
+    local = Region.stamping(
         boto3.client("dynamodb", region_name=args.region, endpoint_url=args.endpoint_url, config=config),
         args.table,
         args.tag or args.region,
+        args.stamp,
     )
     peer = None
     if args.peer_region:
         session = boto3.Session(profile_name=args.peer_profile) if args.peer_profile else boto3.Session()
-        peer = Region(
+        peer = Region.stamping(
             session.client("dynamodb", region_name=args.peer_region, endpoint_url=args.endpoint_url, config=config),
             args.peer_table or args.table,
             args.peer_tag or args.peer_region,
+            args.stamp,
         )
     stats = run_load(
         local,

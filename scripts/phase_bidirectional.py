@@ -71,8 +71,9 @@ def run_bidirectional(
     a, b = world.a, world.b
     say(f"Beijing {a.region} (aws-cn) <-> Singapore {b.region} (aws): tables, streams, tombstone tables,")
     say("  Kinesis streams, peer keys in SSM; each region runs stream_relay and relay_applier")
-    beijing = load_items.Region(a.ddb, a.table, a.tag)
-    singapore = load_items.Region(b.ddb, b.table, b.tag)
+    say("  writers stamp as the public China <-> Global sample does: Decimal(time.time()), seconds")
+    beijing = load_items.Region.stamping(a.ddb, a.table, a.tag, "seconds")
+    singapore = load_items.Region.stamping(b.ddb, b.table, b.tag, "seconds")
     stats: dict[str, Any] = {}
 
     def load(name: str, local: Any, peer: Any, first: int) -> None:

@@ -460,6 +460,50 @@ SCENARIOS: dict[str, Scenario] = {
             "StartingPosition": "LATEST",
         },
     ),
+    "buckets-same-account": Scenario(
+        "us-east-1",
+        {
+            "Scenario": "buckets-only",
+            "BucketSourceName": "orders-media",
+            "CreateSourceBucket": "true",
+            "SourceBucketVersioning": "true",
+            "BucketTargetName": "orders-media-copy",
+            "BucketTargetRegion": "eu-west-1",
+            "CreateTargetBucket": "true",
+        },
+    ),
+    "buckets-beside-one-way-cross-account": Scenario(
+        "us-east-1",
+        {
+            **_ONE_WAY,
+            "SourceStreamArn": _stream("us-east-1"),
+            "TargetRoleArn": _role("aws", "ddb-bridge-target-writer"),
+            "TargetExternalId": "external-id-1",
+            "BucketSourceName": "orders-media",
+            "BucketTargetName": "orders-media-target",
+            "BucketTargetRoleArn": _role("aws", "ddb-bridge-target-s3-writer"),
+            "BucketTargetExternalId": "external-id-2",
+            "BucketSourcePrefix": "invoices/",
+            "BucketTargetPrefix": "archive/invoices/",
+            "BucketBackfillEnabled": "false",
+        },
+    ),
+    "buckets-cross-partition-vpc": Scenario(
+        "cn-north-1",
+        {
+            **_VPC,
+            "Scenario": "buckets-only",
+            "BucketSourceName": "orders-media-cn",
+            "BucketTargetName": "orders-media-sg",
+            "BucketTargetRegion": "ap-southeast-1",
+            "BucketPeerCredentialsSecretArn": (
+                f"arn:aws-cn:secretsmanager:cn-north-1:{ACCOUNT}:secret:ddb-bridge/s3-peer-keys-AbCdEf"
+            ),
+            "BucketCopyMode": "stream",
+            "BucketTargetKmsKeyId": "alias/orders-media",
+            "HttpsProxyUrl": "http://proxy.internal:3128",
+        },
+    ),
     "bidirectional-own-role": Scenario(
         "us-east-1",
         {
@@ -497,6 +541,21 @@ TARGET_SCENARIOS: dict[str, Scenario] = {
             ),
             "ExportBucketName": "ddb-bridge-exports-222222222222",
             "ExportWriterRoleArn": f"arn:aws-cn:iam::{ACCOUNT}:role/ddb-bridge-FullLoadControlRole-AbCdEf",
+        },
+        stack="ddb-bridge-target",
+    ),
+    "target-s3": Scenario(
+        "eu-west-1",
+        {
+            "ReplicatorRoleArn": f"arn:aws:iam::{ACCOUNT}:role/ddb-bridge-TableReplicatorRole-AbCdEf",
+            "ExternalId": "external-id-1",
+            "TargetTableName": "orders",
+            "S3TargetBucketName": "orders-media-target",
+            "S3WriterPrincipalArns": (
+                f"arn:aws:iam::{ACCOUNT}:role/ddb-bridge-BucketReplicatorRole-AbCdEf,"
+                f"arn:aws:iam::{ACCOUNT}:role/ddb-bridge-BucketBackfillRole-AbCdEf"
+            ),
+            "S3SourceBucketArn": "arn:aws:s3:::orders-media",
         },
         stack="ddb-bridge-target",
     ),

@@ -32,6 +32,8 @@ INVOKE_CASES = [
     ("verify", "events/verify_scan_segment.json", '"missing": 2'),
     ("stream_relay", "events/relay_local_insert_modify.json", '"batchItemFailures": []'),
     ("relay_applier", "events/kinesis_pack.json", '"batchItemFailures": []'),
+    ("bucket_replicator", "events/s3_sqs_notifications.json", '"photos/2026/a b+c \\u00fc.jpg"'),
+    ("bucket_backfill", "events/bucket_backfill_plan.json", '"valid": true'),
 ]
 
 
@@ -59,6 +61,9 @@ def test_demo_runs_both_phases_and_ends_with_zero_mismatches(tmp_path):
         DEMO_LIVE_SECONDS="1",
         DEMO_LIVE_RATE="30",
         DEMO_BIDI_ITEMS="60",
+        DEMO_S3_OBJECTS="120",
+        DEMO_S3_LIVE_SECONDS="1",
+        DEMO_S3_MULTIPART="1",
         DEMO_LOG_DIR=str(tmp_path),
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -79,3 +84,4 @@ def test_demo_runs_both_phases_and_ends_with_zero_mismatches(tmp_path):
     text = log.read_text()
     assert '"CloudWatchMetrics"' in text and '"ChangesApplied"' in text  # EMF metrics
     assert '"level":"INFO"' in text.replace(" ", "")  # the functions' JSON logs
+    assert "bucket compare differences: [0, 0] (account, partition)" in out.stdout

@@ -1,8 +1,10 @@
 """Every Kinesis-shaped file in events/ through relay_applier (Singapore), as `sam local invoke -e` would.
 
 The oracle decodes the records itself (base64, zlib, JSON), independently of the layer: a record is
-poison if it does not decode to a version-1 pack from another region; each key ends at its highest
-version (a delete wins a tie, an unstamped put is older than any version); delivery order is ignored.
+poison if it does not decode to a version-2 pack from another region (within RELAY_MAX_PACK_BYTES, with
+values DynamoDB takes, fields of their types) or holds a change stamped beyond the clock skew; each key
+ends at its highest version (a delete wins a tie, an unstamped put is older than any version); delivery
+order is ignored.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +28,29 @@ from harness.world import canonical_key
 KINESIS_EVENTS = sorted(EVENTS.glob("kinesis_*.json"))
 
 
+MAX_PACK_BYTES = 8 * 1024 * 1024  # RELAY_MAX_PACK_BYTES' default
+SKEW_US = 300 * 1_000_000  # MAX_CLOCK_SKEW_SECONDS' default
+FIELDS = {"k", "op", "i", "t", "r", "a"}
+
+
 def pack_of(record: dict) -> dict | None:
+    """The record's pack if every part of it is what a relay sends, else None (poison)."""
     try:
         data = base64.b64decode(record["kinesis"]["data"], validate=True)
-        body = json.loads(zlib.decompress(data[1:]) if data[:1] == b"\x01" else data)
-    except (binascii.Error, zlib.error, ValueError, KeyError):
+        raw = zlib.decompress(data[1:]) if data[:1] == b"\x01" else data
+        if len(raw) > MAX_PACK_BYTES:
+            return None
+        body = json.loads(raw)
+        if not isinstance(body, dict) or body.get("v") != 2 or not body.get("o"):
+            return None
+        for c in body["c"]:
+            if set(c) - FIELDS or ("t" in c and (isinstance(c["t"], bool) or not isinstance(c["t"], int))):
+                return None
+            for value in [*c["k"].values(), *(c.get("i") or {}).values()]:
+                oracle_value(value)
+    except (binascii.Error, zlib.error, ValueError, KeyError, TypeError):
         return None
-    return body if isinstance(body, dict) and body.get("v") == 1 and body.get("o") else None
+    return body
 
 
 def oracle(event: dict, tag: str) -> tuple[dict[str, dict], int]:
@@ -42,6 +61,9 @@ def oracle(event: dict, tag: str) -> tuple[dict[str, dict], int]:
         pack = pack_of(record)
         if pack is None or pack["o"] == tag or any(c.get("r") == tag for c in pack["c"]):
             parked += 1
+            continue
+        if any(c.get("t", 0) > time.time() * 1_000_000 + SKEW_US for c in pack["c"]):
+            parked += 1  # stamped too far ahead: it would win forever (the events hold it alone in its record)
             continue
         for c in pack["c"]:
             order = ((1, c["t"], c["r"]) if "t" in c else (0,), c["op"] == "D")
@@ -95,4 +117,5 @@ def test_the_kinesis_sample_events_cover_every_case():
         "kinesis_out_of_order_duplicates",
         "kinesis_binary_composite_key",
         "kinesis_malformed",
+        "kinesis_malformed_values",
     }

@@ -156,3 +156,41 @@ def test_backfill_lww_live_mode_fixes_an_older_copy_already_in_the_target(world:
     assert target[_k(2)]["note"]["S"] == "newer in target"
     assert target[_k(3)]["note"]["S"] == "current"
     assert out["copied"] == 3 and out["skipped"] == 1
+
+
+def test_backfill_lww_live_mode_orders_the_samples_stamps_against_every_form_in_the_target(world: LoadWorld) -> None:
+    # GIVEN a source stamped as the public sample stamps (seconds as Decimal(time.time())), and a target
+    # holding copies stamped in other forms: older and newer milliseconds, numeric text, an unreadable text
+    from decimal import Decimal
+
+    now = Decimal(time.time())
+    ms = int(now * 1000)
+
+    def item(i: int, note: str, ts: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "pk": {"S": f"k{i}"},
+            "note": {"S": note},
+            "last_update_timestamp": ts,
+            "last_updater_region": {"S": "us-east-1"},
+        }
+
+    for i in range(6):
+        world.put(item(i, "source", {"N": str(now)}))
+    world.target.put_item(TableName=world.target_table, Item=item(0, "older ms", {"N": str(ms - 5000)}))
+    world.target.put_item(TableName=world.target_table, Item=item(1, "newer ms", {"N": str(ms + 5000)}))
+    world.target.put_item(TableName=world.target_table, Item=item(2, "older text", {"S": str(ms - 5000)}))
+    world.target.put_item(TableName=world.target_table, Item=item(3, "unreadable", {"S": "yesterday"}))
+    world.target.put_item(TableName=world.target_table, Item=item(4, "newer seconds", {"N": str(now + 5)}))
+    # WHEN a live-mode backfill runs with lww replication
+    out = backfill(world, "lww", "live", lambda: None)
+    # THEN each key holds what last-writer-wins says, whatever form each side stamped in; none was refused
+    target = {k: v["note"]["S"] for k, v in scan_all(world.target, world.target_table).items()}
+    assert target == {
+        _k(0): "source",
+        _k(1): "newer ms",
+        _k(2): "source",
+        _k(3): "source",  # an unreadable stamp is unstamped: older than any version
+        _k(4): "newer seconds",
+        _k(5): "source",
+    }
+    assert out["copied"] == 4 and out["skipped"] == 2 and out["parked"] == 0

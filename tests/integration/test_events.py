@@ -22,6 +22,10 @@ def oracle(event: dict, replicate_ttl: bool) -> tuple[dict, int]:
         try:
             keys = {k: oracle_value(v) for k, v in body["Keys"].items()}
             image = {k: oracle_value(v) for k, v in body["NewImage"].items()} if "NewImage" in body else None
+            if any(not next(iter(v.values())) for v in keys.values()):
+                raise ValueError("an empty key value")
+            if image is not None and any(image.get(k) != v for k, v in keys.items()):
+                raise ValueError("the image does not hold the key")
         except Exception:  # noqa: BLE001 - malformed in the oracle's eyes too
             parked += 1
             continue
@@ -65,4 +69,6 @@ def test_sample_events_cover_the_cases_the_runbook_names():
         "ddb_stream_numeric_key",
         "ddb_stream_binary_key",
         "ddb_stream_malformed",
+        "ddb_stream_malformed_values",
+        "ddb_stream_sample_stamps",
     } <= names

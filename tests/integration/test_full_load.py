@@ -43,7 +43,7 @@ def rich_item(i: int, key: dict[str, Any]) -> dict[str, Any]:
         "nothing": {"NULL": True},
         "ss": {"SS": ["a", "ß", f"x{i}"]},
         "ns": {"NS": ["1", "12345678901234567890123456789012345678", "-3.5"]},
-        "bs": {"BS": [b"\x00", b"\xff\xfe", bytes([i % 256])]},
+        "bs": {"BS": [b"\x00", b"\xff\xfe", bytes([0x10, i % 256])]},  # distinct: DynamoDB refuses duplicates
         "m": {"M": {"deep": {"M": {"bin": {"B": b"\x00\x01" * (i + 1)}, "l": {"L": [{"B": b"\xff"}, {"S": "x"}]}}}}},
         "l": {"L": [{"N": "1"}, {"M": {"b": {"B": b"\x10\x80"}}}, {"BS": [b"\x01", b"\x02"]}, {"L": []}]},
         "group": {"S": f"g{i % 3}"},

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from ddb_bridge.core.access import PeerKeys, TargetAccess
-from ddb_bridge.core.errors import PermanentError
+from ddb_bridge.core.errors import RetryableError
 from ddb_bridge.core.settings import PeerKeysSettings
 from ddb_bridge.loads.settings import FullLoadSettings
 from harness.load_world import PEER_REGION, TableShape, load_world
@@ -61,8 +61,10 @@ def test_malformed_peer_keys_are_a_clear_error_and_a_failed_precheck(aws: Any) -
     )
     settings = FullLoadSettings.from_env(world.full_load_env())
     assert settings.peer
-    with pytest.raises(PermanentError, match=r'must hold JSON \{"accessKeyId"'):
+    # an operator's to fix, no redeploy needed: retried (and counted as NonRetryableFailures), never parked
+    with pytest.raises(RetryableError, match=r'must hold JSON \{"accessKeyId"') as error:
         PeerKeys(settings.peer).read()
+    assert error.value.needs_operator
 
     world.deploy_replicator()
     world.create_mapping()

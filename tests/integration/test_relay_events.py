@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import zlib
 from collections.abc import Iterator
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ TS, ORIGIN = "last_update_timestamp", "last_updater_region"
 
 
 def decodes(value: Any) -> bool:
-    """Independent check that a Lambda-JSON attribute value is well formed."""
+    """Independent check that a Lambda-JSON attribute value is one DynamoDB takes (the cases the events hold)."""
     if not isinstance(value, dict) or len(value) != 1:
         return False
     ((tag, inner),) = value.items()
@@ -36,25 +38,51 @@ def decodes(value: Any) -> bool:
         if tag == "B":
             base64.b64decode(inner, validate=True)
         elif tag == "BS":
-            [base64.b64decode(v, validate=True) for v in inner]
+            return len(inner) > 0 and len({base64.b64decode(v, validate=True) for v in inner}) == len(inner)
         elif tag == "M":
             return all(decodes(v) for v in inner.values())
         elif tag == "L":
             return all(decodes(v) for v in inner)
-        elif tag not in ("S", "N", "BOOL", "NULL", "SS", "NS"):
+        elif tag == "N":
+            digits = "".join(map(str, Decimal(inner).as_tuple().digits)).strip("0")
+            return (
+                isinstance(inner, str) and Decimal(inner).is_finite() and inner.strip() == inner and len(digits) <= 38
+            )
+        elif tag == "NS":
+            numbers = {Decimal(v) for v in inner}
+            return len(inner) > 0 and all(decodes({"N": v}) for v in inner) and len(numbers) == len(inner)
+        elif tag == "SS":
+            return len(inner) > 0 and all(isinstance(v, str) for v in inner) and len(set(inner)) == len(inner)
+        elif tag == "S":
+            return isinstance(inner, str)
+        elif tag == "BOOL":
+            return isinstance(inner, bool)
+        elif tag == "NULL":
+            return inner is True
+        else:
             return False
-    except (binascii.Error, TypeError, ValueError):
+    except (binascii.Error, TypeError, ValueError, ArithmeticError):
         return False
     return True
 
 
 def version(image: dict | None) -> tuple[int, str] | None:
-    if not image or "N" not in image.get(TS, {}):
+    """A stamp in microseconds: below 10^11 seconds, else milliseconds, any finer digit dropped (docs/design.md)."""
+    raw = (image or {}).get(TS)
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("N", "S"):
         return None
-    try:
-        return int(image[TS]["N"]), image.get(ORIGIN, {}).get("S", "")
-    except ValueError:
+    text = next(iter(raw.values()))
+    if not isinstance(text, str) or not re.fullmatch(r"\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
         return None
+    with localcontext() as ctx:
+        ctx.prec = 200
+        number = Decimal(text)
+        if number >= 10**18:
+            return None
+        scaled = number * (10**6 if number < 10**11 else 10**3)
+        micros = int(scaled.to_integral_value(rounding=ROUND_FLOOR))
+    origin = (image or {}).get(ORIGIN, {})
+    return micros, origin.get("S", "") if isinstance(origin, dict) else ""
 
 
 def rank(v: tuple[int, str] | None) -> tuple:
@@ -75,7 +103,11 @@ def oracle(event: dict, tag: str, replicate_ttl: bool) -> tuple[dict[str, tuple[
         keys, new, old = body.get("Keys"), body.get("NewImage"), body.get("OldImage")
         images = [i for i in (keys, new, old) if i is not None]
         name = record.get("eventName")
-        well_formed = keys and all(decodes(v) for image in images for v in image.values())
+        well_formed = (
+            keys
+            and all(decodes(v) for image in images for v in image.values())
+            and all(next(iter(v.values())) != "" for v in keys.values())  # a key value may not be empty
+        )
         if not well_formed or name not in ("INSERT", "MODIFY", "REMOVE") or (name != "REMOVE" and new is None):
             parked += 1
             continue
@@ -85,9 +117,9 @@ def oracle(event: dict, tag: str, replicate_ttl: bool) -> tuple[dict[str, tuple[
         if name == "REMOVE":
             if (record.get("userIdentity") or {}).get("type") == "Service" and not replicate_ttl:
                 continue
-            ms = int(float(body["ApproximateCreationDateTime"]) * 1000)
+            us = int(float(body["ApproximateCreationDateTime"]) * 1000) * 1000
             previous = version(old)
-            v = (max(ms, previous[0] + 1) if previous else ms, tag)
+            v = (max(us, previous[0] + 1) if previous else us, tag)
             candidates.setdefault(key, []).append(((rank(v), 1), "D", v))
         elif version(new) is not None and version(new)[1] != tag:
             known.setdefault(key, []).append(rank(version(new)))

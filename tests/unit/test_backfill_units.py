@@ -140,10 +140,17 @@ def test_lww_live_copy_compares_versions_with_the_item_and_its_tombstone() -> No
         "last_updater_region": {"S": "eu-west-1"},
     }
     check, put = _writer("lww").transaction(item)
-    for condition in (check["ConditionCheck"], put["Put"]):
-        assert "#ts < :ts" in condition["ConditionExpression"]
-        assert condition["ExpressionAttributeValues"] == {":ts": {"N": "42"}, ":o": {"S": "eu-west-1"}}
+    # the tombstone holds normalised microseconds (42 is seconds: below 10^11): the tuple compares there
+    assert "#ts < :ts" in check["ConditionCheck"]["ConditionExpression"]
+    assert check["ConditionCheck"]["ExpressionAttributeValues"] == {":ts": {"N": "42000000"}, ":o": {"S": "eu-west-1"}}
     assert check["ConditionCheck"]["ExpressionAttributeNames"] == {"#ts": "ts", "#o": "origin"}
+    # the item's own stamp is compared in its own form (the fast path), and the stored item comes back
+    assert put["Put"]["ExpressionAttributeValues"] == {
+        ":sec": {"N": "42"},
+        ":msmin": {"N": "100000000000"},
+        ":ms": {"N": "42000"},
+    }
+    assert put["Put"]["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
     unversioned = _writer("lww").transaction({"pk": {"S": "a"}, "sk": {"N": "1"}})
     assert unversioned[1]["Put"]["ConditionExpression"] == "attribute_not_exists(#k)"
 
@@ -170,7 +177,7 @@ def test_backfill_settings_name_the_bad_variable() -> None:
     assert BackfillSettings.from_env(env).write_concurrency == 8
     with pytest.raises(SettingsError, match="BACKFILL_PROGRESS_TABLE is required"):
         BackfillSettings.from_env({k: v for k, v in env.items() if k != "BACKFILL_PROGRESS_TABLE"})
-    with pytest.raises(SettingsError, match="PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required"):
+    with pytest.raises(SettingsError, match="PEER_CREDENTIALS_PARAMETER_PREFIX is required"):
         BackfillSettings.from_env({**env, "TARGET_REGION": "cn-north-1"})
     with pytest.raises(SettingsError, match="BACKFILL_WRITE_CONCURRENCY"):
         BackfillSettings.from_env({**env, "BACKFILL_WRITE_CONCURRENCY": "0"})

@@ -40,7 +40,7 @@ def test_settings_same_partition_and_cross_partition() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({**CN, "PEER_CREDENTIALS_SECRET": ""}, "PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required"),
+        ({**CN, "PEER_CREDENTIALS_SECRET": ""}, "PEER_CREDENTIALS_PARAMETER_PREFIX is required"),
         (
             {**CN, "TARGET_ROLE_ARN": "arn:aws-cn:iam::333333333333:role/x", "TARGET_EXTERNAL_ID": "xx"},
             "TARGET_ROLE_ARN must be empty for a cross-partition target",

@@ -67,3 +67,39 @@ def test_a_record_holding_several_failed_changes_is_parked_once():
     error = PermanentError("ItemTooLarge", "too big")
     assert [park_or_fail(lot, record, error, failed, parked) for _ in range(3)] == [True, False, False]
     assert lot.parked == [record] and failed == set()
+
+
+def test_a_request_botocore_refuses_before_sending_is_permanent_never_retried():
+    import boto3
+    from botocore.exceptions import ParamValidationError
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    try:  # a number as a JSON number: botocore refuses it before any request is made
+        client.put_item(TableName="t", Item={"pk": {"S": "k"}, "n": {"N": 12.5}})
+    except ParamValidationError as exc:
+        error = classify(exc)
+    assert isinstance(error, PermanentError) and error.reason == "ParamValidationError"
+    assert "12.5" not in str(error)  # botocore quotes the value; the error kept for logs does not
+
+
+def test_error_texts_keep_the_code_and_drop_the_values_aws_quotes():
+    exc = ClientError(
+        {
+            "Error": {
+                "Code": "ValidationException",
+                "Message": "The parameter cannot be converted to a numeric value: 4111-1111",
+            }
+        },
+        "PutItem",
+    )
+    error = classify(exc)
+    assert isinstance(error, PermanentError)
+    assert "4111" not in str(error) and "ValidationException" in str(error) and "numeric value" in str(error)
+
+
+def test_errors_an_operator_must_fix_are_retried_and_flagged():
+    for code in ("AccessDeniedException", "AccessDenied", "ResourceNotFoundException", "KMSDisabledException"):
+        error = classify(client_error(code))
+        assert isinstance(error, RetryableError) and error.needs_operator, code
+    throttled = classify(client_error("ProvisionedThroughputExceededException"))
+    assert isinstance(throttled, RetryableError) and not throttled.needs_operator

@@ -89,13 +89,16 @@ def test_relay_settings_read_every_variable_with_defaults():
 @pytest.mark.parametrize(
     ("overrides", "names"),
     [
-        ({"PEER_CREDENTIALS_PARAMETER": ""}, "PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER"),
+        ({"PEER_CREDENTIALS_PARAMETER": ""}, "PEER_CREDENTIALS_PARAMETER or PEER_CREDENTIALS_PARAMETER_PREFIX"),
         ({"PEER_REGION": "mars-1"}, "PEER_REGION"),
         ({"PEER_STREAM_NAME": "has spaces"}, "PEER_STREAM_NAME"),
         ({"LOCAL_REGION_TAG": "bad tag!"}, "LOCAL_REGION_TAG"),
         ({"RELAY_PACK_BYTES": "0"}, "RELAY_PACK_BYTES"),
         ({"TOMBSTONE_TABLE_NAME": ""}, "TOMBSTONE_TABLE_NAME"),
         ({"PEER_CREDENTIALS_SECRET": "s"}, "exclusive"),
+        ({"MAX_CLOCK_SKEW_SECONDS": "0"}, "MAX_CLOCK_SKEW_SECONDS"),
+        ({"LOG_KEYS": "encrypt"}, "LOG_KEYS"),
+        ({"PEER_CREDENTIALS_PARAMETER_PREFIX": "/DDBReplication/TableCN/"}, "exclusive"),
     ],
 )
 def test_a_bad_relay_setting_names_the_variable(overrides, names):
@@ -108,3 +111,10 @@ def test_the_same_partition_needs_no_peer_keys_and_the_applier_needs_little():
     assert settings.peer_keys is None
     applier = ApplierSettings.from_env(env())
     assert (applier.table, applier.tombstone_table, applier.region_tag) == ("orders", "orders-tombstones", "cn-north-1")
+    assert (applier.max_clock_skew_seconds, applier.max_pack_bytes, applier.log_keys) == (300, 8 * 1024 * 1024, "plain")
+    with pytest.raises(SettingsError, match="RELAY_MAX_PACK_BYTES"):
+        ApplierSettings.from_env(env(RELAY_MAX_PACK_BYTES="1000"))
+    sample = RelaySettings.from_env(
+        env(PEER_CREDENTIALS_PARAMETER="", PEER_CREDENTIALS_PARAMETER_PREFIX="/DDBReplication/TableCN/")
+    )
+    assert sample.peer_keys is not None and sample.peer_keys.parameter_prefix == "/DDBReplication/TableCN/"

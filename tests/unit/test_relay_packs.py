@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import tracemalloc
 import zlib
 
 import pytest
@@ -82,37 +83,100 @@ def test_the_partition_key_comes_from_the_item_key():
     assert first[0].partition_key != build_records("cn-north-1", [change(8)])[0].partition_key
 
 
+def _pack(*changes: dict, v: int = 2, o: str = "cn-north-1") -> bytes:
+    return json.dumps({"v": v, "o": o, "c": list(changes)}).encode()
+
+
+_KEY = {"pk": {"S": "a"}}
+_PUT = {"k": _KEY, "op": "P", "i": {**_KEY, "n": {"N": "1"}}, "t": 1_700_000_000_000_000, "r": "cn-north-1", "a": 1}
+
+
+def test_the_poison_cases_below_differ_from_a_valid_pack_only_in_their_fault():
+    assert decode(_pack(_PUT)).changes[0].version == Version(1_700_000_000_000_000, "cn-north-1")
+
+
 @pytest.mark.parametrize(
     "data",
     [
         b"\x01not zlib",
         zlib.compress(b"{}"),
         b"not json",
-        json.dumps({"v": 2, "o": "x", "c": []}).encode(),
-        json.dumps({"v": 1, "c": []}).encode(),
-        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "P"}]}).encode(),
-        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "D"}]}).encode(),
-        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "X", "t": 1, "r": "x"}]}).encode(),
-        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "P", "i": {"pk": {"S": "b"}}}]}).encode(),
-        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "P", "i": {"pk": {"B": "!!"}}}]}).encode(),
-        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"BOOL": True}}, "op": "D", "t": 1, "r": "x"}]}).encode(),
-        json.dumps({"v": 1, "o": "x", "c": [{"k": {"pk": {"S": "a"}}, "op": "D", "t": "1", "r": "x"}]}).encode(),
+        _pack(),  # no change at all
+        _pack(_PUT, v=1),  # a version-1 pack: `t` was milliseconds there
+        json.dumps({"v": 2, "c": [_PUT]}).encode(),
+        json.dumps({"v": 2, "o": "cn-north-1", "c": [_PUT], "extra": 1}).encode(),
+        _pack(_PUT, o="no spaces allowed"),
+        _pack({k: v for k, v in _PUT.items() if k != "i"}),
+        _pack({"k": _KEY, "op": "D", "a": 1}),
+        _pack({**_PUT, "op": "X"}),
+        _pack({**_PUT, "i": {"pk": {"S": "b"}}}),
+        _pack({**_PUT, "i": {**_KEY, "x": {"B": "!!"}}}),
+        _pack({**_PUT, "k": {"pk": {"BOOL": True}}}),
+        _pack({**_PUT, "t": "1"}),
+        _pack({**_PUT, "t": True}),
+        _pack({**_PUT, "t": -1}),
+        _pack({**_PUT, "r": 5}),
+        _pack({**_PUT, "a": 1.5}),
+        _pack({**_PUT, "why": "an unknown field"}),
+        _pack({**_PUT, "i": {**_KEY, "x": {"S": 5}}}),
+        _pack({**_PUT, "i": {**_KEY, "x": {"NS": ["1", "1.0"]}}}),
+        _pack({**_PUT, "i": {**_KEY, "x": {"N": "1" * 39}}}),
+        _pack({"k": _KEY, "op": "D", "i": _PUT["i"], "t": 1, "r": "x"}),
+        b"[" * 100_000,  # nesting deep enough to exhaust the parser
     ],
     ids=[
         "bad-zlib",
         "zlib-without-mark",
         "not-json",
-        "unknown-version",
+        "no-changes",
+        "version-1",
         "no-origin",
+        "unknown-top-field",
+        "bad-origin-tag",
         "put-without-image",
         "delete-without-version",
         "unknown-op",
         "image-without-the-key",
         "bad-base64",
         "bad-key-type",
-        "ts-not-a-number",
+        "ts-text",
+        "ts-boolean",
+        "ts-negative",
+        "origin-not-text",
+        "approx-not-whole",
+        "unknown-change-field",
+        "string-tag-holding-a-number",
+        "duplicate-set-elements",
+        "number-past-38-digits",
+        "delete-with-an-image",
+        "deep-nesting",
     ],
 )
 def test_anything_but_a_valid_pack_is_refused_as_poison(data):
     with pytest.raises(MalformedPack):
         decode(data)
+
+
+def test_a_pack_inflates_only_up_to_the_bound_never_whole_into_memory():
+    # GIVEN a record a few hundred KB on the wire that inflates to 64 MB (a zip bomb)
+    deflater = zlib.compressobj(9)
+    chunk = b" " * (1024 * 1024)
+    data = packs.ZLIB_MARK + b"".join(deflater.compress(chunk) for _ in range(64)) + deflater.flush()
+    assert len(data) < 300 * 1024
+    # WHEN it is decoded with a bound of 1 MB
+    tracemalloc.start()
+    with pytest.raises(MalformedPack, match="inflates past"):
+        decode(data, max_bytes=1024 * 1024)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # THEN it was refused having held at most about the bound in memory
+    assert peak < 4 * 1024 * 1024
+
+
+def test_a_pack_within_the_bound_decodes_and_a_truncated_stream_is_refused():
+    body = zlib.compress(_pack(_PUT))
+    assert decode(packs.ZLIB_MARK + body, max_bytes=4096).changes[0].key_id == key_id(_KEY)
+    with pytest.raises(MalformedPack, match="truncated"):
+        decode(packs.ZLIB_MARK + body[:-4], max_bytes=4096)
+    with pytest.raises(MalformedPack, match="over"):
+        decode(_pack(_PUT), max_bytes=16)  # plain JSON is bounded too

@@ -51,6 +51,7 @@ def test_the_application_is_the_root_and_one_nested_template_per_capability():
         "templates/full-load.yaml",
         "templates/backfill.yaml",
         "templates/relay.yaml",
+        "templates/s3.yaml",
     ]
     # the root holds the layer and the nested applications only: it reads as the data-flow diagram
     kinds = {r["Type"] for r in APPLICATION[0].resources().values()}
@@ -138,7 +139,8 @@ def _denies_without_tls(policy: dict[str, Any], service: str) -> list[Any]:
 def test_every_bucket_and_every_queue_refuses_requests_without_tls():
     buckets = resources("AWS::S3::Bucket")
     queues = resources("AWS::SQS::Queue")
-    assert buckets and len(queues) == 2
+    # parking and on-failure (shared); the bucket events' queue, its dead-letter queue and parking queue (s3)
+    assert buckets and len(queues) == 5, sorted(queues)
     for name, bucket in buckets.items():
         (policy,) = [
             p for p in resources("AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == {"Ref": name}
@@ -166,6 +168,15 @@ def test_what_holds_records_in_flight_is_kept_when_the_stack_goes():
         "RelayTombstoneTable",
         "BackfillProgressTable",
         "ExportBucket",
+        "S3TargetBucket",  # target-account.yaml's S3 section
+        # s3.yaml: the buckets, the events waiting (and dead-lettered), the sequencers, the backfill checkpoints
+        "SourceBucket",
+        "TargetBucket",
+        "EventQueue",
+        "EventDeadLetterQueue",
+        "SequencerTable",
+        "BucketBackfillProgressTable",
+        "BucketParkingQueue",
     }
     holders = {
         **resources("AWS::SQS::Queue"),
@@ -249,7 +260,7 @@ def test_every_function_and_workflow_has_its_own_scoped_role():
                     assert own_logs[0]["Resource"] == {"Fn::GetAtt": [group, "Arn"]}, role_name
                     for s in own_logs[1:]:  # only the import's own logs, which DynamoDB writes for it
                         assert s["Sid"] == "ImportLogsInThisAccount", f"{role_name} writes other logs"
-    assert len(seen_roles) == len(set(seen_roles)) == 7, "one role per function and per workflow"
+    assert len(seen_roles) == len(set(seen_roles)) == 10, "one role per function and per workflow"
 
 
 def test_no_role_or_user_anywhere_gets_a_managed_policy_or_a_kms_grant():
@@ -448,6 +459,7 @@ def test_samconfig_has_one_environment_per_scenario_with_valid_defaults():
         "one-way-same-account": "one-way",
         "full-load": "one-way",
         "bidirectional": "bidirectional",
+        "buckets": "buckets-only",
     }
     assert set(config) - {"version"} == set(expected)
     for env, scenario in expected.items():

@@ -26,6 +26,7 @@ from ddb_bridge.verify.recheck import classify
 from ddb_bridge.verify.settings import VerifySettings
 
 ATTRS = VersionAttrs()
+NOW_MS = 1_796_000_000_000  # stamps are milliseconds since the epoch
 
 
 # ---- canonical form ------------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def stamped(ts: int, note: str = "x", origin: str = "us-east-1") -> dict[str, An
     }
 
 
-def verdict(first_s: Any, first_t: Any, s: Any, t: Any, mode: str = "ordered", now_ms: int = 10_000_000) -> str:
+def verdict(first_s: Any, first_t: Any, s: Any, t: Any, mode: str = "ordered", now_ms: int = NOW_MS) -> str:
     first = {"source": digest(first_s) if first_s else None, "target": digest(first_t) if first_t else None}
     return classify(first, s, t, mode=mode, attrs=ATTRS, ignore=(), now_ms=now_ms, in_flight_ms=300_000).kind
 
@@ -117,7 +118,7 @@ def test_a_difference_is_real_only_if_it_lasts_unchanged() -> None:
 
 
 def test_versions_tell_in_flight_from_real_in_lww_and_bidirectional() -> None:
-    now = 10_000_000
+    now = NOW_MS
     fresh, old = stamped(now - 1_000, "new"), stamped(now - 3_600_000, "old")
     older = stamped(now - 7_200_000, "older")
     # one-way: the target older than a fresh source change is in flight; older than an old one, real

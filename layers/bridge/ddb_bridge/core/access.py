@@ -1,9 +1,12 @@
 """Sessions on the target side of a full load or backfill: an assumed role, or peer keys across partitions.
 
 Same partition: STS AssumeRole with ExternalId (botocore refreshes it before expiry). Cross-partition
-(aws <-> aws-cn), where roles cannot cross: access keys of the peer account read from Secrets Manager or
-an SSM SecureString through Powertools parameters, cached for `max_age` seconds so a rotation is picked
-up without a redeploy; a credential error forces a fresh read (docs/design.md#credentials).
+(aws <-> aws-cn), where roles cannot cross: access keys of the peer account read from Secrets Manager,
+an SSM SecureString (JSON), or two SSM parameters `<prefix>AccessKey` and `<prefix>SecretKey` (the
+public China <-> Global sample's layout), through Powertools parameters, cached for `max_age` seconds
+so a rotation is picked up without a redeploy; a credential error forces a fresh read
+(docs/design.md#credentials). Keys that cannot be read or are malformed are an operator's to fix:
+a retryable error counted as `NonRetryableFailures`, never a parked record.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from .clients import assumed_role_session, client_config, static_key_session
-from .errors import PermanentError
+from .errors import RetryableError
 from .settings import PeerKeysSettings, TargetSettings
 
 
 class PeerKeys:
-    """Reads the peer partition's keys (JSON) from a secret or a SecureString, with Powertools' cache."""
+    """Reads the peer partition's keys from a secret, a SecureString or two parameters, with Powertools' cache."""
 
     def __init__(self, settings: PeerKeysSettings, provider: Any | None = None) -> None:
         self.settings = settings
@@ -36,21 +39,39 @@ class PeerKeys:
         """Where the keys live, for messages."""
         if self.settings.secret_id:
             return f"secret {self.settings.secret_id}"
+        if self.settings.parameter_prefix:
+            prefix = self.settings.parameter_prefix
+            return f"parameters {prefix}AccessKey and {prefix}SecretKey"
         return f"parameter {self.settings.parameter_name}"
 
-    def read(self, *, force: bool = False) -> dict[str, str]:
-        """The keys as {accessKeyId, secretAccessKey, sessionToken?}; PermanentError when unusable."""
-        name = self.settings.secret_id or self.settings.parameter_name
-        assert name is not None
-        options: dict[str, Any] = {"max_age": self.settings.max_age_seconds, "transform": "json", "force_fetch": force}
-        if self.settings.parameter_name:
+    def _get(self, name: str, *, force: bool, transform: str | None) -> Any:
+        options: dict[str, Any] = {"max_age": self.settings.max_age_seconds, "force_fetch": force}
+        if transform:
+            options["transform"] = transform
+        if not self.settings.secret_id:
             options["decrypt"] = True
         try:
-            value = self.provider.get(name, **options)
-        except parameters.exceptions.TransformParameterError as exc:
-            raise PermanentError("PeerKeysMalformed", f"{self.source} is not JSON: {exc}") from exc
+            return self.provider.get(name, **options)
+        except parameters.exceptions.TransformParameterError:
+            raise RetryableError("PeerKeysMalformed", f"{self.source} is not JSON") from None
+        except parameters.exceptions.GetParameterError as exc:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "an error"
+            raise RetryableError("PeerKeysUnreadable", f"could not read {self.source} ({cause})") from exc
+
+    def read(self, *, force: bool = False) -> dict[str, str]:
+        """The keys as {accessKeyId, secretAccessKey, sessionToken?}; RetryableError when unusable."""
+        prefix = self.settings.parameter_prefix
+        if prefix:
+            access = self._get(prefix + "AccessKey", force=force, transform=None)
+            secret = self._get(prefix + "SecretKey", force=force, transform=None)
+            if not isinstance(access, str) or not access.strip() or not isinstance(secret, str) or not secret.strip():
+                raise RetryableError("PeerKeysMalformed", f"{self.source} must both hold a non-empty value")
+            return {"accessKeyId": access.strip(), "secretAccessKey": secret.strip()}
+        name = self.settings.secret_id or self.settings.parameter_name
+        assert name is not None
+        value = self._get(name, force=force, transform="json")
         if not isinstance(value, dict) or not value.get("accessKeyId") or not value.get("secretAccessKey"):
-            raise PermanentError(
+            raise RetryableError(
                 "PeerKeysMalformed",
                 f'{self.source} must hold JSON {{"accessKeyId": "...", "secretAccessKey": "..."}} '
                 '(optionally "sessionToken")',

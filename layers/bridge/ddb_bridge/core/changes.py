@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from . import validate
 from .codec import Image, MalformedImage, decode_image
 from .errors import PermanentError
 from .keys import key_id
 from .settings import VersionAttrs
-from .versions import Version, is_newer, version_of
+from .versions import Version, is_newer, micros_of_ms, version_of
 
 
 class Op(StrEnum):
@@ -37,7 +38,9 @@ class Change:
 
 def _epoch_ms(value: Any) -> int:
     # Lambda gives epoch seconds (a number); the local harness keeps the fraction.
-    return int(float(value) * 1000)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 10**11:
+        raise MalformedImage("ApproximateCreationDateTime must be epoch seconds")
+    return int(value * 1000)
 
 
 def delete_version(old: Image | None, approx_ms: int, attrs: VersionAttrs, origin: str | None) -> Version:
@@ -46,7 +49,8 @@ def delete_version(old: Image | None, approx_ms: int, attrs: VersionAttrs, origi
     `origin` is the region where the delete happened (bidirectional); one-way keeps the item's origin.
     """
     previous = version_of(old, attrs)
-    ts = max(approx_ms, previous.ts + 1) if previous else approx_ms
+    when = micros_of_ms(approx_ms)
+    ts = max(when, previous.ts + 1) if previous else when
     return Version(ts, origin if origin is not None else (previous.origin if previous else ""))
 
 
@@ -58,13 +62,17 @@ def from_stream_record(record: dict[str, Any], attrs: VersionAttrs, *, origin: s
         wire_keys = body["Keys"]
         seq = str(body["SequenceNumber"])
         approx_ms = _epoch_ms(body.get("ApproximateCreationDateTime", 0))
+        validate.key(wire_keys)
         identity = key_id(wire_keys)
         key = decode_image(wire_keys)
+        if "OldImage" in body:
+            validate.image(body["OldImage"], wire_keys)
         if event_name in ("INSERT", "MODIFY"):
             if "NewImage" not in body:
                 raise MalformedImage(
                     "INSERT/MODIFY without NewImage: the stream must use NEW_IMAGE or NEW_AND_OLD_IMAGES"
                 )
+            validate.image(body["NewImage"], wire_keys)
             item = decode_image(body["NewImage"])
             return Change(identity, key, Op.PUT, item, version_of(item, attrs), seq, approx_ms, False, record)
         if event_name == "REMOVE":
@@ -81,9 +89,17 @@ def from_stream_record(record: dict[str, Any], attrs: VersionAttrs, *, origin: s
                 identity_type == "Service",
                 record,
             )
-        raise MalformedImage(f"unknown eventName {event_name!r}")
-    except (KeyError, TypeError, ValueError, MalformedImage) as exc:
-        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise MalformedImage("unknown eventName (expected INSERT, MODIFY or REMOVE)")
+    except validate.InvalidValue as exc:
+        raise PermanentError(exc.reason, f"DynamoDB would refuse it: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, MalformedImage) as exc:
+        detail = (
+            f"missing field {exc}"
+            if isinstance(exc, KeyError)
+            else str(exc)
+            if isinstance(exc, MalformedImage)
+            else type(exc).__name__
+        )
         raise PermanentError("MalformedRecord", f"malformed stream record: {detail}") from exc
 
 

@@ -23,6 +23,13 @@ def key_id(wire_keys: Image) -> str:
     return json.dumps(wire_keys, sort_keys=True, separators=(",", ":"))
 
 
+def shown(identity: str, mode: str = "plain") -> str:
+    """A key as logs and error texts show it (LOG_KEYS): as it is, or a short hash that still tells keys apart."""
+    if mode == "hash":
+        return "sha256:" + hashlib.sha256(identity.encode("utf-8")).hexdigest()[:20]
+    return identity[:300]
+
+
 def partition_key(identity: str) -> str:
     """A Kinesis partition key for an item: a short hash of its key identity (keeps per-item order)."""
     return hashlib.blake2b(identity.encode("utf-8"), digest_size=16).hexdigest()

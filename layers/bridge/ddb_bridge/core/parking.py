@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 
 from .clients import client_config
-from .errors import RetryableError
+from .errors import RetryableError, describe
 
 # SQS takes 1 MiB per message; records near the 400 KB item limit (old + new image) are compressed.
 _COMPRESS_ABOVE = 200 * 1024
@@ -72,4 +72,4 @@ class ParkingLot:
                 MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
             )
         except Exception as exc:
-            raise RetryableError("ParkingFailed", f"could not park record ({reason}): {exc}") from exc
+            raise RetryableError("ParkingFailed", f"could not park record ({reason}): {describe(exc)}") from exc

@@ -142,8 +142,8 @@ class TargetSettings:
     max_attempts: int
 
     @classmethod
-    def from_env(cls, env: Env) -> TargetSettings:
-        """Read TARGET_* and HTTPS_PROXY_URL."""
+    def from_env(cls, env: Env, *, with_table: bool = True) -> TargetSettings:
+        """Read TARGET_* and HTTPS_PROXY_URL; `with_table=False` for a target that is a bucket (table empty)."""
         role_arn = env.role_arn("TARGET_ROLE_ARN")
         external_id = env.optional(
             "TARGET_EXTERNAL_ID",
@@ -156,7 +156,7 @@ class TargetSettings:
                 "expected the ExternalId that the target role's trust policy demands"
             )
         return cls(
-            table=env.table("TARGET_TABLE_NAME"),
+            table=env.table("TARGET_TABLE_NAME") if with_table else "",
             region=env.region("TARGET_REGION", default=env.optional("AWS_REGION") or None),
             role_arn=role_arn,
             external_id=external_id,
@@ -180,23 +180,36 @@ def cached_loader(factory: Callable[[Mapping[str, str]], T]) -> Callable[[], T]:
 
 
 SECRET_RE = re.compile(r"^[\w/+=.@:-]{1,2048}$")
+PREFIX_RE = re.compile(r"^[\w/.-]{1,1000}/$")
+LOG_KEYS = ("plain", "hash")
+
+
+def log_keys(env: Env) -> str:
+    """LOG_KEYS: how item keys appear in logs and error texts, as they are or hashed (values never appear)."""
+    return env.choice("LOG_KEYS", LOG_KEYS, "plain")
+
+
+PEER_KEY_SOURCES = "PEER_CREDENTIALS_SECRET, PEER_CREDENTIALS_PARAMETER or PEER_CREDENTIALS_PARAMETER_PREFIX"
 
 
 @dataclass(frozen=True)
 class PeerKeysSettings:
     """Where the peer partition's access keys live (roles cannot cross aws <-> aws-cn, docs/design.md#credentials).
 
-    The secret or SecureString holds JSON: {"accessKeyId": ..., "secretAccessKey": ..., "sessionToken": ...?}.
-    Read through Powertools parameters with a cache of `max_age_seconds`, so a rotation needs no redeploy.
+    One of: a secret or a SecureString holding JSON {"accessKeyId": ..., "secretAccessKey": ...,
+    "sessionToken": ...?}; or, as the public China <-> Global sample keeps them, two parameters under a
+    prefix: `<prefix>AccessKey` (String) and `<prefix>SecretKey` (SecureString). Read through Powertools
+    parameters with a cache of `max_age_seconds`, so a rotation needs no redeploy.
     """
 
     secret_id: str | None
     parameter_name: str | None
     max_age_seconds: int
+    parameter_prefix: str | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> PeerKeysSettings | None:
-        """Read PEER_CREDENTIALS_*; None when neither a secret nor a parameter is set."""
+        """Read PEER_CREDENTIALS_*; None when no source of keys is set."""
         secret = env.optional(
             "PEER_CREDENTIALS_SECRET", pattern=SECRET_RE, expects="a Secrets Manager secret name or ARN"
         )
@@ -205,11 +218,25 @@ class PeerKeysSettings:
             pattern=SECRET_RE,
             expects="an SSM SecureString parameter name such as /ddb-bridge/peer-keys",
         )
-        if secret and parameter:
-            raise SettingsError("PEER_CREDENTIALS_SECRET and PEER_CREDENTIALS_PARAMETER are exclusive: set one")
-        if not secret and not parameter:
+        prefix = env.optional(
+            "PEER_CREDENTIALS_PARAMETER_PREFIX",
+            pattern=PREFIX_RE,
+            expects="an SSM parameter path ending in / such as /DDBReplication/TableCN/ "
+            "(holding AccessKey and SecretKey)",
+        )
+        chosen = [
+            name
+            for name, value in (("SECRET", secret), ("PARAMETER", parameter), ("PARAMETER_PREFIX", prefix))
+            if value
+        ]
+        if len(chosen) > 1:
+            raise SettingsError(
+                " and ".join(f"PEER_CREDENTIALS_{name}" for name in chosen) + " are exclusive: set only one"
+            )
+        if not chosen:
             return None
-        return cls(secret, parameter, env.integer("PEER_CREDENTIALS_MAX_AGE", 300, minimum=0, maximum=3600))
+        max_age = env.integer("PEER_CREDENTIALS_MAX_AGE", 300, minimum=0, maximum=3600)
+        return cls(secret, parameter, max_age, prefix)
 
 
 def _peer_for(env: Env, source_region: str, target: TargetSettings) -> PeerKeysSettings | None:
@@ -218,7 +245,7 @@ def _peer_for(env: Env, source_region: str, target: TargetSettings) -> PeerKeysS
     if partition_of(source_region) != partition_of(target.region):
         if peer is None:
             raise SettingsError(
-                f"PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required: the target region "
+                f"{PEER_KEY_SOURCES} is required: the target region "
                 f"{target.region} is in another partition than {source_region}, where roles cannot be assumed"
             )
         if target.role_arn:

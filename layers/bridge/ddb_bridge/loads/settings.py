@@ -10,6 +10,7 @@ from ..core.clients import partition_of
 from ..core.settings import (
     MODES,
     TABLE_RE,
+    URL_RE,
     Env,
     PeerKeysSettings,
     SettingsError,
@@ -17,6 +18,7 @@ from ..core.settings import (
     VersionAttrs,
     _peer_for,
     cached_loader,
+    log_keys,
 )
 
 # ---- full load and backfill -------------------------------------------------------------------------------
@@ -104,6 +106,8 @@ class BackfillSettings:
     tombstone_table: str | None
     progress_table: str
     write_concurrency: int
+    parking_queue_url: str | None = None
+    log_keys: str = "plain"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BackfillSettings:
@@ -121,6 +125,10 @@ class BackfillSettings:
             tombstone_table=env.optional("TOMBSTONE_TABLE_NAME", pattern=TABLE_RE, expects="a DynamoDB table name"),
             progress_table=env.table("BACKFILL_PROGRESS_TABLE"),
             write_concurrency=env.integer("BACKFILL_WRITE_CONCURRENCY", 8, minimum=1, maximum=64),
+            parking_queue_url=env.optional(
+                "PARKING_QUEUE_URL", pattern=URL_RE, expects="the URL of the SQS parking queue"
+            ),
+            log_keys=log_keys(env),
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ def replay(
     queue_url: str,
     invoke: Invoke,
     *,
-    source: str | None = None,
+    source: str | Collection[str] | None = None,
     max_messages: int = 100,
     dry_run: bool = False,
     visibility_timeout: int = 900,
@@ -58,6 +58,7 @@ def replay(
     record into the record to send (None: leave it parked); `ddb_bridge.ops.resync` re-reads the key there.
     """
     report = ReplayReport()
+    sources = {source} if isinstance(source, str) else set(source or ())
     taken: list[dict[str, Any]] = []
     while len(taken) < max_messages:
         messages = sqs.receive_message(
@@ -75,7 +76,7 @@ def replay(
             body = json.loads(message["Body"])
             reason = str(body.get("reason", "unknown"))
             report.reasons[reason] = report.reasons.get(reason, 0) + 1
-            if dry_run or (source and body.get("source") != source):
+            if dry_run or (sources and body.get("source") not in sources):
                 report.skipped += 1
                 keep.append(message["ReceiptHandle"])
                 continue

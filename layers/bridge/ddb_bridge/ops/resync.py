@@ -1,4 +1,4 @@
-"""Replay of parked table_replicator records: re-read each parked key from the source and apply it again.
+"""Replay of parked table_replicator (and backfill) records: re-read each parked key from the source, apply it again.
 
 A parked record is old by the time its cause is fixed, and replaying it verbatim could overwrite a
 newer value (ordered mode writes unconditionally). So the replay re-reads the key's *current* item
@@ -62,7 +62,7 @@ def resync(
     dry_run: bool = False,
     max_messages: int = 1000,
 ) -> ReplayReport:
-    """Resync every key parked by table_replicator; a message is deleted once its key applied.
+    """Resync every key parked by table_replicator or the backfill; a message is deleted once its key applied.
 
     A record with no usable key is skipped and stays parked for a human.
     """
@@ -70,7 +70,7 @@ def resync(
         sqs,
         queue_url,
         invoke,
-        source="table_replicator",
+        source=("table_replicator", "backfill"),
         max_messages=max_messages,
         dry_run=dry_run,
         transform=lambda record: fresh_record(record, source, source_table),

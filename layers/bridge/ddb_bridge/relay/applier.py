@@ -4,9 +4,12 @@ Delivery is hostile (PutRecords retries reorder, Lambda redelivers after partial
 applier decides by version only: each key's newest change in the batch is written with
 last-writer-wins conditions inside DynamoDB, ties broken by origin; deletes leave tombstones (no
 resurrection) and echo markers (no echo); the same version twice is a counted no-op. Any key schema:
-keys come from the changes. A record that cannot be decoded is parked whole, with the reason, and
-the batch goes on; a replay command puts it back through the function (`ddb_bridge.ops.replay`).
-Counters go out as CloudWatch metrics (no hot counter item).
+keys come from the changes. A record that cannot be decoded (or inflates past RELAY_MAX_PACK_BYTES,
+or holds anything DynamoDB would refuse) is parked whole, with the reason, and the batch goes on; so
+is a record holding a change stamped further in the future than MAX_CLOCK_SKEW_SECONDS, which would
+otherwise win last-writer-wins forever (its other changes still apply). A replay command puts a
+parked record back through the function (`ddb_bridge.ops.replay`). Counters go out as CloudWatch
+metrics (no hot counter item).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from ..core.parking import ParkingLot
 from ..core.versions import rank
 from ..table.writer import Outcome
 from .local import LocalTable
-from .packs import MalformedPack, Pack, decode
+from .packs import DEFAULT_MAX_PACK_BYTES, MAX_RECORD_BYTES, MalformedPack, Pack, decode
 from .settings import ApplierSettings, load_applier_settings
 from .writer import MarkedWriter
+
+_MAX_DATA_TEXT = (MAX_RECORD_BYTES // 3 + 1) * 4  # a Kinesis record's data as Lambda's base64 text
 
 
 @dataclass
@@ -46,7 +51,9 @@ class ApplierReport:
     duplicate: int = 0
     coalesced: int = 0
     parked: int = 0
+    future: int = 0
     failed: int = 0
+    non_retryable: int = 0
     write_requests: int = 0
     lags_ms: list[int] = field(default_factory=list)
 
@@ -54,13 +61,22 @@ class ApplierReport:
 report_listeners: list[Callable[[ApplierReport], None]] = []
 
 
-def read_pack(record: dict[str, Any], region_tag: str) -> Pack:
+def read_pack(record: dict[str, Any], region_tag: str, *, max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES) -> Pack:
     """The pack inside one Lambda Kinesis record; PermanentError when it is poison."""
     try:
-        data = base64.b64decode(record["kinesis"]["data"], validate=True)
-        pack = decode(data)
+        text = record["kinesis"]["data"]
+        if not isinstance(text, str) or len(text) > _MAX_DATA_TEXT:
+            raise MalformedPack("kinesis.data must be base64 text of at most one Kinesis record")
+        data = base64.b64decode(text, validate=True)
+        pack = decode(data, max_bytes=max_pack_bytes)
     except (KeyError, TypeError, binascii.Error, MalformedPack) as exc:
-        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        detail = (
+            f"missing field {exc}"
+            if isinstance(exc, KeyError)
+            else str(exc)
+            if isinstance(exc, MalformedPack)
+            else type(exc).__name__
+        )
         raise PermanentError("MalformedRecord", f"not a relay pack: {detail}") from exc
     own = pack.origin == region_tag or any(c.version and c.version.origin == region_tag for c in pack.changes)
     if own:  # a relay pointed at its own region's stream would loop forever
@@ -93,13 +109,23 @@ def apply_batch(
     failed_records: set[int] = set()
     parked: set[int] = set()
 
+    horizon_us = int((time.time() + settings.max_clock_skew_seconds) * 1_000_000)
     for record in records:
         try:
-            changes = changes_of(read_pack(record, settings.region_tag), record)
+            changes = changes_of(read_pack(record, settings.region_tag, max_pack_bytes=settings.max_pack_bytes), record)
         except PermanentError as error:
             report.parked += park_or_fail(parking, record, error, failed_records, parked)
             continue
         for change in changes:
+            if change.version is not None and change.version.ts > horizon_us:
+                report.future += 1
+                future = PermanentError(
+                    "FutureVersion",
+                    f"a change stamped more than MAX_CLOCK_SKEW_SECONDS={settings.max_clock_skew_seconds} ahead "
+                    "of this region's clock: it would win last-writer-wins until then (fix the writer's clock)",
+                )
+                report.parked += park_or_fail(parking, record, future, failed_records, parked)
+                continue
             report.changes += 1
             holders.setdefault(change.key_id, []).append(record)
             current = best.get(change.key_id)
@@ -133,6 +159,7 @@ def apply_batch(
             report.parked += park_or_fail(parking, change.record, result, failed_records, parked)
         else:
             failed_keys.add(kid)
+            report.non_retryable += result.needs_operator
             logger.warning("write failed, will retry", extra={"reason": result.reason, "error": str(result)[:300]})
     for kid in failed_keys:
         failed_records.update(id(r) for r in holders[kid])
@@ -148,6 +175,8 @@ def _emit(report: ApplierReport) -> None:
         "ChangesCoalesced": report.coalesced,
         "RecordsParked": report.parked,
         "RecordsRetried": report.failed,
+        "NonRetryableFailures": report.non_retryable,
+        "ChangesFromTheFuture": report.future,
         "WriteRequests": report.write_requests,
     }
     publish(counts, lags_ms=report.lags_ms)

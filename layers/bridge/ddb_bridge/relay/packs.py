@@ -3,12 +3,17 @@
 A Kinesis record's data is either `0x01 + zlib(JSON)` (packed, the default) or plain JSON (a pack
 written with compression off, as the one-change-per-record baseline does). The JSON is
 
-    {"v": 1, "o": "<origin region tag>", "c": [change, ...]}
+    {"v": 2, "o": "<origin region tag>", "c": [change, ...]}
     change = {"k": Keys, "op": "P" | "D", "i": NewImage (puts only), "t": ts, "r": origin, "a": ms}
 
 Keys and images stay in Lambda's DynamoDB JSON exactly as the stream delivered them (binary is
-base64 text once, never re-encoded). `t`/`r` are absent for an unstamped put (older than any
-version); `a` is the stream record's creation time, for lag figures.
+base64 text once, never re-encoded). `t` is the normalised version in microseconds (`core.versions`),
+`r` its origin; both are absent for an unstamped put (older than any version); `a` is the stream
+record's creation time in milliseconds, for lag figures.
+
+What arrives from the other side is hostile until checked: the inflated size is bounded while it
+inflates (a 300 KB record could otherwise become ~1 GB in memory), and every field of the pack is
+checked for type and range, every key and image as DynamoDB would check it (`core.validate`).
 
 Changes are grouped by a prefix of their key hash so a pack stays on one shard, and packs are cut so
 that each record stays under Kinesis's 1 MiB and each PutRecords call under 500 records and 5 MiB.
@@ -17,20 +22,33 @@ that each record stays under Kinesis's 1 MiB and each PutRecords call under 500 
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.codec import MalformedImage, decode_image
+from ..core import validate
+from ..core.codec import MalformedImage
 from ..core.keys import key_id, partition_key
 from ..core.versions import Version
 
-PACK_FORMAT = 1
+PACK_FORMAT = 2
 ZLIB_MARK = b"\x01"
+DEFAULT_MAX_PACK_BYTES = 8 * 1024 * 1024  # inflated JSON of one record; RelayPackBytes plus one large change
+MAX_CHANGES = 50_000
+MAX_TS = 10**21  # microseconds: a stamp below 10^18 ms
+MAX_APPROX_MS = 10**14
+TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_FIELDS = frozenset({"k", "op", "i", "t", "r", "a"})
 MAX_RECORD_BYTES = 1024 * 1024  # data + partition key, per Kinesis record
 MAX_CALL_RECORDS = 500
 MAX_CALL_BYTES = 5 * 1024 * 1024
 _HEADROOM = 2048  # the pack envelope and the partition key
+
+
+def _safe(exc: Exception) -> str:
+    """An exception's text when it is ours (never quoting a value), else only its type."""
+    return str(exc) if isinstance(exc, (MalformedPack, MalformedImage)) else type(exc).__name__
 
 
 class MalformedPack(ValueError):
@@ -60,32 +78,47 @@ class WireChange:
 
     @classmethod
     def from_json(cls, entry: Any) -> WireChange:
-        """Parse and check one pack entry; MalformedPack when it is not a valid change."""
+        """Parse and check one pack entry; MalformedPack when any field is not what it must be."""
+        if not isinstance(entry, dict):
+            raise MalformedPack("a change must be a JSON object")
+        unknown = set(entry) - _FIELDS
+        if unknown:
+            raise MalformedPack(f"a change has unknown fields ({len(unknown)})")
         try:
             keys = entry["k"]
+            validate.key(keys)
             ident = key_id(keys)
             op = entry["op"]
             if op not in ("P", "D"):
-                raise MalformedPack(f"unknown op {op!r}")
+                raise MalformedPack("op must be P or D")
             image = entry.get("i")
             if op == "P":
                 if not isinstance(image, dict):
                     raise MalformedPack("a put without its image")
-                decode_image(image)  # validates every type tag and base64 value
-                if any(image.get(name) != value for name, value in keys.items()):
-                    raise MalformedPack("the image does not hold the change's key")
+                validate.image(image, keys)  # every type tag, number, base64 value, size, and the key
+            elif "i" in entry:
+                raise MalformedPack("a delete with an image")
             version = None
-            if "t" in entry:
-                if not isinstance(entry["t"], int) or not isinstance(entry.get("r"), str):
-                    raise MalformedPack("version must be an integer ts and a string origin")
-                version = Version(entry["t"], entry["r"])
+            if "t" in entry or "r" in entry:
+                ts, origin = entry.get("t"), entry.get("r")
+                if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < MAX_TS:
+                    raise MalformedPack("t must be a whole number of microseconds")
+                if not isinstance(origin, str) or not TAG_RE.match(origin):
+                    raise MalformedPack("r must be an origin tag (1-64 of A-Z a-z 0-9 _ . : -)")
+                version = Version(ts, origin)
             elif op == "D":
                 raise MalformedPack("a delete without a version")
-            return cls(ident, keys, op, image if op == "P" else None, version, int(entry.get("a", 0)))
+            approx = entry.get("a", 0)
+            if isinstance(approx, bool) or not isinstance(approx, int) or not 0 <= approx < MAX_APPROX_MS:
+                raise MalformedPack("a must be a whole number of milliseconds")
+            return cls(ident, keys, op, image if op == "P" else None, version, approx)
+        except validate.InvalidValue as exc:
+            raise MalformedPack(f"a change DynamoDB would refuse: {exc}") from exc
         except (KeyError, TypeError, ValueError, MalformedImage) as exc:
             if isinstance(exc, MalformedPack):
                 raise
-            raise MalformedPack(f"malformed change: {exc}") from exc
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else _safe(exc)
+            raise MalformedPack(f"malformed change: {detail}") from exc
 
 
 @dataclass(frozen=True)
@@ -107,18 +140,38 @@ def encode(origin: str, changes: list[WireChange], *, compress: bool = True) -> 
     return ZLIB_MARK + zlib.compress(body, 6) if compress else body
 
 
-def decode(data: bytes) -> Pack:
+def inflate(data: bytes, max_bytes: int) -> bytes:
+    """A record's JSON, inflated while it stays within `max_bytes` (streamed: never more in memory)."""
+    if data[:1] != ZLIB_MARK:
+        if len(data) > max_bytes:
+            raise MalformedPack(f"a pack over {max_bytes} bytes")
+        return data
+    inflater = zlib.decompressobj()
+    try:
+        body = inflater.decompress(data[1:], max_bytes + 1)
+    except zlib.error as exc:
+        raise MalformedPack(f"not a pack: {exc}") from exc
+    if len(body) > max_bytes or inflater.unconsumed_tail:
+        raise MalformedPack(f"a pack that inflates past {max_bytes} bytes (RELAY_MAX_PACK_BYTES)")
+    if not inflater.eof or inflater.unused_data:
+        raise MalformedPack("not a pack: a truncated or padded zlib stream")
+    return body
+
+
+def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_PACK_BYTES) -> Pack:
     """A record's data back into changes; MalformedPack for anything else."""
     try:
-        if data[:1] == ZLIB_MARK:
-            data = zlib.decompress(data[1:])
-        body = json.loads(data.decode("utf-8"))
-    except (zlib.error, UnicodeDecodeError, ValueError) as exc:
-        raise MalformedPack(f"not a pack: {exc}") from exc
-    if not isinstance(body, dict) or body.get("v") != PACK_FORMAT or not isinstance(body.get("c"), list):
+        body = json.loads(inflate(data, max_bytes).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, MalformedPack):
+            raise
+        raise MalformedPack(f"not a pack: {type(exc).__name__}") from exc
+    if not isinstance(body, dict) or set(body) != {"v", "o", "c"} or body["v"] != PACK_FORMAT:
         raise MalformedPack(f"not a version-{PACK_FORMAT} pack")
-    if not isinstance(body.get("o"), str) or not body["o"]:
-        raise MalformedPack("a pack without its origin")
+    if not isinstance(body["o"], str) or not TAG_RE.match(body["o"]):
+        raise MalformedPack("a pack's origin must be a region tag (1-64 of A-Z a-z 0-9 _ . : -)")
+    if not isinstance(body["c"], list) or not 1 <= len(body["c"]) <= MAX_CHANGES:
+        raise MalformedPack(f"a pack must hold 1 to {MAX_CHANGES} changes")
     return Pack(body["o"], [WireChange.from_json(entry) for entry in body["c"]])
 
 

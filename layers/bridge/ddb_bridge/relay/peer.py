@@ -113,8 +113,9 @@ class PeerStream:
                 outcome.retried_records += len(pending)
                 self.sleep(self.rng.uniform(0, min(2.0, 0.05 * 2**attempt)))
             retry: list[int] = []
-            for group in calls([records[i] for i in pending]):
-                indices = [pending[j] for j in group]
+            groups = [[pending[j] for j in group] for group in calls([records[i] for i in pending])]
+            while groups:
+                indices = groups.pop(0)
                 try:
                     response = self.client().put_records(
                         StreamName=self.stream, Records=[records[i].entry() for i in indices]
@@ -130,7 +131,11 @@ class PeerStream:
                             except Exception as read_error:  # noqa: BLE001 - the retry reports it
                                 error = classify(read_error)
                         error = error if isinstance(error, RetryableError) else RetryableError(error.reason, str(error))
-                    if isinstance(error, PermanentError):
+                    if isinstance(error, PermanentError) and len(indices) > 1:
+                        # The call was refused as a whole: halve it, so only the record at fault is refused.
+                        half = len(indices) // 2
+                        groups[:0] = [indices[:half], indices[half:]]
+                    elif isinstance(error, PermanentError):
                         outcome.rejected.update(dict.fromkeys(indices, error))
                     else:
                         last_error = error

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..core.clients import partition_of
 from ..core.settings import (
+    PEER_KEY_SOURCES,
     REGION_RE,
     URL_RE,
     Env,
@@ -15,11 +16,18 @@ from ..core.settings import (
     SettingsError,
     VersionAttrs,
     cached_loader,
+    log_keys,
 )
+from .packs import DEFAULT_MAX_PACK_BYTES
 
 # ---- bidirectional -------------------------------------------------------------------------------------
 _REGION_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _KINESIS_STREAM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+def _clock_skew(env: Env) -> int:
+    """How far ahead of this region's clock a version may be stamped before it is parked (seconds)."""
+    return env.integer("MAX_CLOCK_SKEW_SECONDS", 300, minimum=1, maximum=7 * 86400)
 
 
 def _region_tag(env: Env) -> str:
@@ -53,6 +61,8 @@ class RelaySettings:
     pack_bytes: int
     pack_buckets: int
     write_concurrency: int
+    max_clock_skew_seconds: int = 300
+    log_keys: str = "plain"
     aws_region: str | None = None  # this function's own region (AWS_REGION, set by Lambda)
 
     @classmethod
@@ -64,7 +74,7 @@ class RelaySettings:
         peer_keys = PeerKeysSettings.from_env(env)
         if partition_of(local_region) != partition_of(peer_region) and peer_keys is None:
             raise SettingsError(
-                f"PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required: PEER_REGION={peer_region} is in "
+                f"{PEER_KEY_SOURCES} is required: PEER_REGION={peer_region} is in "
                 f"another partition than {local_region}, where roles cannot be assumed"
             )
         return cls(
@@ -89,6 +99,8 @@ class RelaySettings:
             pack_bytes=env.integer("RELAY_PACK_BYTES", 256 * 1024, minimum=1, maximum=4 * 1024 * 1024),
             pack_buckets=env.integer("RELAY_PACK_BUCKETS", 8, minimum=1, maximum=256),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
+            max_clock_skew_seconds=_clock_skew(env),
+            log_keys=log_keys(env),
             aws_region=env.optional("AWS_REGION", pattern=REGION_RE, expects="an AWS region"),
         )
 
@@ -104,6 +116,9 @@ class ApplierSettings:
     versions: VersionAttrs
     parking_queue_url: str
     write_concurrency: int
+    max_clock_skew_seconds: int = 300
+    max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES
+    log_keys: str = "plain"
     aws_region: str | None = None  # this function's own region (AWS_REGION, set by Lambda)
 
     @classmethod
@@ -118,6 +133,11 @@ class ApplierSettings:
             versions=VersionAttrs.from_env(env),
             parking_queue_url=env.text("PARKING_QUEUE_URL", pattern=URL_RE, expects="the URL of the SQS parking queue"),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
+            max_clock_skew_seconds=_clock_skew(env),
+            max_pack_bytes=env.integer(
+                "RELAY_MAX_PACK_BYTES", DEFAULT_MAX_PACK_BYTES, minimum=1024 * 1024, maximum=64 * 1024 * 1024
+            ),
+            log_keys=log_keys(env),
             aws_region=env.optional("AWS_REGION", pattern=REGION_RE, expects="an AWS region"),
         )
 

@@ -12,10 +12,14 @@ Per key, the batch is judged against what this region already knew (docs/design.
   whose clock is behind, or one that does not stamp over a stamped item) lost last-writer-wins: it
   is not sent, and the newer state is put back locally, so both regions converge.
 Unstamped puts with no stamped history cross as they are (older than any version at the peer).
+Every record is checked as DynamoDB would check it before anything crosses the border (a malformed one
+is parked whole), and a change stamped further ahead of this region's clock than MAX_CLOCK_SKEW_SECONDS
+is parked rather than sent: it would win last-writer-wins at the peer until its time came.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -30,10 +34,11 @@ from ..core.batch import park_or_fail, publish, settle
 from ..core.changes import Change, Op, from_stream_record
 from ..core.clients import client_config
 from ..core.codec import Image, decode_image
-from ..core.errors import PermanentError, RetryableError
+from ..core.errors import PermanentError, RetryableError, classify, describe
+from ..core.keys import shown
 from ..core.observability import MetricUnit, logger, metrics
 from ..core.parking import ParkingLot
-from ..core.versions import Version, rank, version_of
+from ..core.versions import Version, micros_of_ms, rank, recorded_version, version_of
 from ..table.tombstones import TOMBSTONE_ATTRS, Tombstones
 from .echoes import identity, marker_key
 from .local import LocalTable
@@ -57,7 +62,9 @@ class RelayReport:
     reverted: int = 0
     deletes_remembered: int = 0
     parked: int = 0
+    future: int = 0
     failed: int = 0
+    non_retryable: int = 0
     kinesis_records: int = 0
     put_calls: int = 0
     bytes_sent: int = 0
@@ -108,20 +115,25 @@ def relay_batch(
     report = RelayReport(records=len(records))
     keys: dict[str, _Key] = {}
     failed_records: set[int] = set()
+    horizon_us = int((time.time() + settings.max_clock_skew_seconds) * 1_000_000)
     for record in records:
         try:
-            change = from_stream_record(record, settings.versions, origin=settings.region_tag)
+            change = _within_horizon(
+                from_stream_record(record, settings.versions, origin=settings.region_tag), settings, horizon_us, report
+            )
         except PermanentError as error:
             report.parked += park_or_fail(parking, record, error, failed_records)
             continue
         view = keys.setdefault(change.key_id, _Key())
         view.records.append(record)
-        _classify(change, record, view, settings, report)
+        _classify(change, record, view, settings, report, horizon_us)
 
     try:
         found = _lookups(writer, keys)
     except Exception as exc:  # noqa: BLE001 - the whole batch is retried
-        logger.warning("tombstone lookups failed, batch will be retried", extra={"error": str(exc)[:300]})
+        cause = classify(exc)
+        report.non_retryable += isinstance(cause, RetryableError) and cause.needs_operator
+        logger.warning("tombstone lookups failed, batch will be retried", extra={"error": describe(exc)})
         failed_records.update(id(r) for view in keys.values() for r in view.records)
         report.failed = len(failed_records)
         return failed_records, report
@@ -134,10 +146,10 @@ def relay_batch(
                 report.echoes_dropped += 1  # written or removed by replication
             else:
                 view.candidates.append(state)
-        tomb = version_of(found.get(Tombstones.key_of(kid)["pk"]["S"]), TOMBSTONE_ATTRS)
+        tomb = recorded_version(found.get(Tombstones.key_of(kid)["pk"]["S"]), TOMBSTONE_ATTRS)
         if tomb is not None:
             view.known.append(_State(tomb, None))
-        _decide(kid, view, writer, report, sends, actions)
+        _decide(kid, view, writer, report, sends, actions, settings.log_keys)
 
     failed_keys: set[str] = set()
     _forward(sends, settings, peer, parking, report, failed_keys, failed_records)
@@ -148,12 +160,38 @@ def relay_batch(
     return failed_records, report
 
 
-def _classify(change: Change, record: dict[str, Any], view: _Key, settings: RelaySettings, report: RelayReport) -> None:
-    """Sort one record into what the region knew and what may cross; track the item's final state."""
+def _within_horizon(change: Change, settings: RelaySettings, horizon_us: int, report: RelayReport) -> Change:
+    """A local change as it may cross: one stamped beyond MAX_CLOCK_SKEW_SECONDS is refused (parked).
+
+    A delete of such an item is not: it takes its own time as its version, since the far-future item it
+    removed was never sent (the peer holds at most an older version, which the delete must remove).
+    """
+    version = change.version
+    if version is None or version.ts <= horizon_us or version.origin != settings.region_tag:
+        return change
+    if change.op is Op.DELETE:
+        return dataclasses.replace(change, version=Version(micros_of_ms(change.approx_ms), settings.region_tag))
+    report.future += 1
+    raise PermanentError(
+        "FutureVersion",
+        f"a local change stamped more than MAX_CLOCK_SKEW_SECONDS={settings.max_clock_skew_seconds} ahead of "
+        "this region's clock: it would win last-writer-wins at the peer until then (fix the writer's clock, "
+        "then write the item again)",
+    )
+
+
+def _classify(
+    change: Change, record: dict[str, Any], view: _Key, settings: RelaySettings, report: RelayReport, horizon_us: int
+) -> None:
+    """Sort one record into what the region knew and what may cross; track the item's final state.
+
+    A state stamped beyond the clock-skew horizon (a far-future write that was parked) is not held as
+    known: it must not be put back over the writes that replace it.
+    """
     body = record["dynamodb"]
     old = body.get("OldImage")
     old_version = version_of(old, settings.versions)
-    if old_version is not None:
+    if old_version is not None and old_version.ts <= horizon_us:
         view.known.append(_State(old_version, old))
     if change.op is Op.DELETE:
         view.final = None
@@ -189,6 +227,7 @@ def _decide(
     report: RelayReport,
     sends: list[tuple[str, Change]],
     actions: _Local,
+    log_keys: str = "plain",
 ) -> None:
     """Which change of the key crosses, and whether the table must be put back to a newer state.
 
@@ -221,7 +260,7 @@ def _decide(
     report.reverted += 1
     logger.warning(
         "a local write lost to a version this region already held: putting the newer state back",
-        extra={"key": kid[:200], "kept": str(newest.version)},
+        extra={"key": shown(kid, log_keys)},
     )
     base = top.change
     if newest.image is None:  # the newest thing held was a delete: remove what the local writes put back
@@ -317,6 +356,7 @@ def _forward(
         report.lags_ms.extend(max(0, now_ms - by_key[k].approx_ms) for k in out[index].key_ids)
     for index, error in result.failed.items():
         failed_keys.update(out[index].key_ids)
+        report.non_retryable += error.needs_operator
         logger.warning("PutRecords failed, records will be retried", extra={"reason": error.reason})
     for index, permanent in result.rejected.items():
         for kid in out[index].key_ids:
@@ -352,6 +392,7 @@ def _run_local(
     for kid, result in results.items():
         if isinstance(result, RetryableError):
             failed_keys.add(kid)
+            report.non_retryable += result.needs_operator
             logger.warning("local write failed, will retry", extra={"reason": result.reason})
         elif isinstance(result, PermanentError):
             report.parked += park_or_fail(parking, records[kid], result, failed_records)
@@ -366,6 +407,8 @@ def _emit(report: RelayReport) -> None:
         "LocalWritesReverted": report.reverted,
         "RecordsParked": report.parked,
         "RecordsRetried": report.failed,
+        "NonRetryableFailures": report.non_retryable,
+        "ChangesFromTheFuture": report.future,
         "KinesisRecordsPut": report.kinesis_records,
         "PutRecordsCalls": report.put_calls,
         "PutRecordsRetriedRecords": report.put_retries,

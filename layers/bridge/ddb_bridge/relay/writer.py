@@ -19,9 +19,9 @@ from ..core.changes import Change, Op
 from ..core.codec import Image, item_size
 from ..core.errors import PermanentError, RetryableError, classify, error_code
 from ..core.settings import VersionAttrs
-from ..core.versions import Version, older_than, same_version, version_of
+from ..core.versions import Version, beats_stored, older_than, recorded_version, unchanged, version_of, wins
 from ..table.tombstones import TOMBSTONE_ATTRS, Tombstones
-from ..table.writer import Outcome, Result, TableWriter, canonical_key
+from ..table.writer import Outcome, Result, TableWriter, canonical_key, delete_stamp
 from .echoes import identity
 
 TRANSACT_MAX_ACTIONS = 100
@@ -30,7 +30,7 @@ TRANSACT_MAX_BYTES = 3_500_000  # DynamoDB refuses transactions over 4 MB
 
 @dataclass
 class _Plan:
-    """The transaction actions of one change (`kind`: put, delete, or a tombstone for an absent item)."""
+    """The transaction actions of one change (`kind`: put, delete, kill, or a tombstone for an absent item)."""
 
     change: Change
     kind: str
@@ -38,12 +38,31 @@ class _Plan:
     size: int
 
 
-def _groups(plans: list[_Plan]) -> list[list[_Plan]]:
-    """Plans cut into transactions of at most 100 actions and under 4 MB."""
-    groups: list[list[_Plan]] = []
+@dataclass(frozen=True)
+class _Again:
+    """A change to send again.
+
+    `alone` when it caused its transaction's cancellation (so it cannot cancel its neighbours again);
+    `learned` with the stored item to guard by, when code decided on normalised versions that it wins.
+    """
+
+    alone: bool = False
+    learned: bool = False
+    stored: Image | None = None
+    error: RetryableError | None = None  # what failed, reported if every round fails
+
+
+_Verdict = Result | _Again
+
+
+def _groups(plans: list[_Plan], alone: set[str]) -> list[list[_Plan]]:
+    """Plans cut into transactions of at most 100 actions and under 4 MB; a change in `alone` goes by itself."""
+    groups: list[list[_Plan]] = [[plan] for plan in plans if plan.change.key_id in alone]
     current: list[_Plan] = []
     actions = size = 0
     for plan in plans:
+        if plan.change.key_id in alone:
+            continue
         if current and (actions + len(plan.items) > TRANSACT_MAX_ACTIONS or size + plan.size > TRANSACT_MAX_BYTES):
             groups.append(current)
             current, actions, size = [], 0, 0
@@ -103,10 +122,14 @@ class MarkedWriter(TableWriter):
         """Many changes per TransactWriteItems (up to 100 actions, under 4 MB), concurrently.
 
         A cancelled transaction names the action that failed: that change gets its outcome (stale,
-        duplicate, an item changed since it was read), the others go again in the next round.
+        duplicate), or goes again *alone*, so one change that keeps failing never takes the others in
+        its transaction down with it; they go again together in the next round.
         `mode`: apply the changes; write only the tombstones of deletes; or kill older items.
         """
         pending = changes
+        alone: set[str] = set()
+        learned: dict[str, Image | None] = {}  # puts that lost the fast path but win in code: guard by these
+        last_error: dict[str, RetryableError] = {}
         for attempt in range(self.batch_rounds):
             if not pending:
                 return
@@ -130,32 +153,46 @@ class MarkedWriter(TableWriter):
                 planned = (
                     self._plan_kill(change, current.get(change.key_id))
                     if mode == "kill"
-                    else self._plan(change, current.get(change.key_id))
+                    else self._plan(change, current.get(change.key_id), learned, mode)
                 )
                 if isinstance(planned, _Plan):
                     plans.append(planned)
                 else:
                     results[change.key_id] = planned
             again: list[Change] = []
-            groups = _groups(plans)
+            groups = _groups(plans, alone)
+            alone = set()
             workers = max(1, min(self.concurrency, len(groups)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 for outcome in pool.map(self._send_group, groups):
-                    for change, result in outcome:
-                        if result is None:
+                    for change, verdict in outcome:
+                        if isinstance(verdict, _Again):
                             again.append(change)
+                            if verdict.alone:
+                                alone.add(change.key_id)
+                            if verdict.learned:
+                                learned[change.key_id] = verdict.stored
+                            if verdict.error is not None:
+                                last_error[change.key_id] = verdict.error
                         else:
-                            results[change.key_id] = result
+                            results[change.key_id] = verdict
             pending = again
         for change in pending:
-            results[change.key_id] = RetryableError("TransactionRetries", "still cancelled after every round")
+            results[change.key_id] = last_error.get(change.key_id) or RetryableError(
+                "TransactionRetries", "still cancelled after every round"
+            )
 
-    def _plan(self, change: Change, current: Image | None) -> _Plan | Result:
+    def _plan(
+        self, change: Change, current: Image | None, learned: dict[str, Image | None], mode: str
+    ) -> _Plan | Result:
         """The transaction actions of one change, or its outcome when nothing needs writing."""
         if change.op is Op.PUT:
             assert change.item is not None
-            items = self._transaction(change)
-            items[1]["Put"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+            if change.key_id in learned:
+                condition = unchanged(learned[change.key_id], self.attrs)
+            else:
+                condition = beats_stored(change.version, self.attrs)
+            items = self._transaction(change, condition.kwargs())
             if change.version is None:  # unstamped: nothing to filter the echo on but its content
                 ident = identity(None, change.item)
                 assert ident is not None
@@ -165,7 +202,7 @@ class MarkedWriter(TableWriter):
                     {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.marker(change.key_id, ident)}}
                 )
             return _Plan(change, "put", items, item_size(change.item))
-        version = change.version or Version(change.approx_ms, "")
+        version = delete_stamp(change)
         tombstone = {
             "Put": {
                 "TableName": self.tombstones.table,
@@ -174,24 +211,24 @@ class MarkedWriter(TableWriter):
                 **older_than(version, TOMBSTONE_ATTRS).kwargs(),
             }
         }
-        if current is None:
+        if mode == "tombstone" or current is None:
             return _Plan(change, "tombstone", [tombstone], 0)
         stored = version_of(current, self.attrs)
         if stored is not None and stored > version:  # a delete wins an exact tie with a put
             return Outcome.STALE
-        delete = {"Delete": {"TableName": self.table, "Key": change.key, **self._exactly(stored)}}
+        delete = {"Delete": {"TableName": self.table, "Key": change.key, **unchanged(current, self.attrs).kwargs()}}
         return _Plan(change, "delete", [delete, tombstone, self._marker_put(change.key_id, stored, current)], 0)
 
     def _plan_kill(self, change: Change, current: Image | None) -> _Plan | Result:
-        """Delete exactly the stored version, if it is older than the change (a delete wins a tie)."""
+        """Delete exactly the stored item, if it is older than the change (a delete wins a tie)."""
         stored = version_of(current, self.attrs)
         if current is None or change.version is None or (stored is not None and stored > change.version):
             return Outcome.STALE
-        delete = {"Delete": {"TableName": self.table, "Key": change.key, **self._exactly(stored)}}
+        delete = {"Delete": {"TableName": self.table, "Key": change.key, **unchanged(current, self.attrs).kwargs()}}
         return _Plan(change, "kill", [delete, self._marker_put(change.key_id, stored, current)], 0)
 
-    def _send_group(self, group: list[_Plan]) -> list[tuple[Change, Result | None]]:
-        """One transaction; each change's outcome, or None to send it again."""
+    def _send_group(self, group: list[_Plan]) -> list[tuple[Change, _Verdict]]:
+        """One transaction; each change's outcome, or what to do to send it again."""
         try:
             self._count_request()
             self.client.transact_write_items(TransactItems=[item for plan in group for item in plan.items])
@@ -205,41 +242,45 @@ class MarkedWriter(TableWriter):
                     # One bad change refuses the whole request (e.g. a key of the wrong type): halve to find it.
                     half = len(group) // 2
                     return self._send_group(group[:half]) + self._send_group(group[half:])
-                return [(plan.change, None if isinstance(error, RetryableError) else error) for plan in group]
-        out: list[tuple[Change, Result | None]] = []
+                if isinstance(error, RetryableError) and not error.needs_operator:
+                    return [(plan.change, _Again(error=error)) for plan in group]
+                return [(plan.change, error) for plan in group]  # permanent, or no retry here can fix it
+        out: list[tuple[Change, _Verdict]] = []
         position = 0
+        attributable = len(reasons) == sum(len(plan.items) for plan in group)
         for plan in group:
             mine = reasons[position : position + len(plan.items)]
             position += len(plan.items)
-            out.append((plan.change, self._judge(plan, mine)))
+            # Reasons that name no action: no telling which change failed, so each goes alone next time.
+            out.append((plan.change, self._judge(plan, mine) if attributable else _Again(alone=len(group) > 1)))
         return out
 
-    def _judge(self, plan: _Plan, reasons: list[dict[str, Any]]) -> Result | None:
-        """What a cancelled transaction says of one change: its outcome, or None (send it again)."""
+    def _judge(self, plan: _Plan, reasons: list[dict[str, Any]]) -> _Verdict:
+        """What a cancelled transaction says of one change: its outcome, or how to send it again."""
         codes = [r.get("Code", "None") for r in reasons]
-        if len(codes) != len(plan.items) or all(code == "None" for code in codes):
-            return None  # cancelled because of another change in the transaction
+        if all(code == "None" for code in codes):
+            return _Again()  # cancelled because of another change in the transaction
         if "ValidationError" in codes:
-            message = next(r.get("Message", "") for r in reasons if r.get("Code") == "ValidationError")
-            return PermanentError("ValidationException", f"transaction refused the change: {message}")
+            return PermanentError("ValidationException", "the transaction refused the change (validation)")
         if any(code not in ("None", "ConditionalCheckFailed") for code in codes):
-            return None  # TransactionConflict, throttling...: again, after a pause
+            return _Again(alone=True)  # TransactionConflict, throttling...: again, by itself, after a pause
         if plan.kind == "kill":
             return Outcome.STALE  # the item changed meanwhile: its own stream record will be judged
         if plan.kind == "put":
             if codes[0] == "ConditionalCheckFailed":
                 return Outcome.STALE  # a tombstone at least as new
             stored = reasons[1].get("Item")
-            same = version_of(stored, self.attrs) == plan.change.version
-            unstamped_same = plan.change.version is not None or identity(None, stored) == identity(
-                None, plan.change.item
-            )
-            return Outcome.DUPLICATE if stored is not None and same and unstamped_same else Outcome.STALE
+            stored_version = version_of(stored, self.attrs)
+            same_content = plan.change.version is not None or identity(None, stored) == identity(None, plan.change.item)
+            if stored is not None and stored_version == plan.change.version and same_content:
+                return Outcome.DUPLICATE
+            if wins(plan.change.version, stored_version):  # lost only the fast path (another stamp form)
+                return _Again(alone=True, learned=True, stored=stored)
+            return Outcome.STALE
         tombstone_reason = reasons[0] if plan.kind == "tombstone" else reasons[1]
         if tombstone_reason.get("Code") == "ConditionalCheckFailed":
-            version = plan.change.version or Version(plan.change.approx_ms, "")
-            return self._tombstone_outcome(tombstone_reason, version)
-        return None  # the item changed between the read and the delete: read it again
+            return self._tombstone_outcome(tombstone_reason, delete_stamp(plan.change))
+        return _Again(alone=True)  # the item changed between the read and the delete: read it again
 
     def _read_many(self, changes: list[Change]) -> dict[str, Image | None]:
         """The current items of these keys (consistent BatchGetItem), by key id."""
@@ -267,12 +308,8 @@ class MarkedWriter(TableWriter):
     @staticmethod
     def _tombstone_outcome(response: dict[str, Any], version: Version) -> Outcome:
         """A refused tombstone write: the same delete again, or an older one than what is remembered."""
-        existing = version_of(response.get("Item"), TOMBSTONE_ATTRS)
+        existing = recorded_version(response.get("Item"), TOMBSTONE_ATTRS)
         return Outcome.DUPLICATE if existing == version else Outcome.STALE
-
-    def _exactly(self, version: Version | None) -> dict[str, Any]:
-        """Condition: the stored item still has exactly this version (unstamped: still no timestamp)."""
-        return same_version(version, self.attrs).kwargs()
 
     def _marker_put(self, key_id: str, version: Version | None, image: Image) -> dict[str, Any]:
         ident = identity(version, image)

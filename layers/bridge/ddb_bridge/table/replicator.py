@@ -38,6 +38,7 @@ class BatchReport:
     skipped_ttl: int = 0
     parked: int = 0
     failed: int = 0
+    non_retryable: int = 0
     write_requests: int = 0
     lags_ms: list[int] = field(default_factory=list)
 
@@ -85,6 +86,7 @@ def replicate_batch(
             if result.reason in CREDENTIAL_CODES:
                 target_sessions.invalidate()  # the retry assumes the role afresh
             failed_keys.add(key)
+            report.non_retryable += result.needs_operator
             logger.warning("write failed, will retry", extra={"reason": result.reason, "error": str(result)[:300]})
 
     for change in changes:
@@ -101,6 +103,7 @@ def _emit(report: BatchReport) -> None:
         "ChangesCoalesced": report.coalesced,
         "RecordsParked": report.parked,
         "RecordsRetried": report.failed,
+        "NonRetryableFailures": report.non_retryable,
         "TtlDeletesSkipped": report.skipped_ttl,
         "WriteRequests": report.write_requests,
     }

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.codec import Image
 from ..core.settings import VersionAttrs
-from ..core.versions import Version, version_of
+from ..core.versions import Version, recorded_version
 from ..relay.echoes import marker_key
 
 TOMBSTONE_ATTRS = VersionAttrs(ts="ts", origin="origin")
@@ -31,7 +31,7 @@ class Tombstones:
         return {"pk": {"S": key_id}}
 
     def item(self, key_id: str, version: Version) -> Image:
-        """The tombstone written alongside a delete."""
+        """The tombstone written alongside a delete (its `ts` in microseconds, the normalised unit)."""
         return {
             **self.key_of(key_id),
             "ts": {"N": str(version.ts)},
@@ -46,4 +46,4 @@ class Tombstones:
     def get(self, client: Any, key_id: str) -> Version | None:
         """The delete version remembered for a key, read consistently; None when there is none."""
         found = client.get_item(TableName=self.table, Key=self.key_of(key_id), ConsistentRead=True).get("Item")
-        return version_of(found, TOMBSTONE_ATTRS)
+        return recorded_version(found, TOMBSTONE_ATTRS)

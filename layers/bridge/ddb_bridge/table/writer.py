@@ -24,7 +24,16 @@ from ..core.changes import Change, Op
 from ..core.codec import MAX_ITEM_BYTES, Image, item_size
 from ..core.errors import PermanentError, RetryableError, classify, error_code
 from ..core.settings import VersionAttrs
-from ..core.versions import Condition, Version, older_than, same_version, version_of
+from ..core.versions import (
+    Condition,
+    Version,
+    beats_stored,
+    micros_of_ms,
+    older_than,
+    unchanged,
+    version_of,
+    wins,
+)
 from .tombstones import TOMBSTONE_ATTRS, Tombstones
 
 BATCH_WRITE_MAX = 25
@@ -44,7 +53,7 @@ Result = Outcome | PermanentError | RetryableError
 GUARD_MAX_CHARS = 4000  # DynamoDB refuses expressions over 4 KB
 
 
-def unchanged(expected: Image | None, key_names: tuple[str, ...], written: Image | None = None) -> Condition | None:
+def same_content(expected: Image | None, key_names: tuple[str, ...], written: Image | None = None) -> Condition | None:
     """Condition: the stored item is still exactly `expected` (None: there is still no item).
 
     Every attribute of `expected` must hold the same value (DynamoDB compares numbers as numbers, sets as
@@ -148,19 +157,28 @@ class TableWriter:
         """Write each change only if the table still holds exactly what was read (`expected`; None: no item).
 
         The repair rule (verify): nothing written since that read is ever overwritten. In `lww` mode a put
-        must also be newer than the stored version (`older_than`), so a repair never rolls an item back.
-        A condition that fails is STALE. When the item has too many attributes to spell out, `lww` falls
-        back on the versions alone and `ordered` refuses (PermanentError): it has nothing else to go by.
+        is written only if it wins over `expected` on normalised versions (`wins`), so a repair never rolls
+        an item back; the decision is taken here, on the state read, and the condition keeps that state.
+        A condition that fails, or a put that loses, is STALE. When the item has too many attributes to
+        spell out, `lww` guards the raw version stamp it read (`core.versions.unchanged`) and `ordered`
+        refuses (PermanentError): it has nothing else to go by.
         """
-        plans: list[tuple[Change, Condition | PermanentError]] = []
+        plans: list[tuple[Change, Condition | Result]] = []
         for change, expected in changes:
             try:
                 check_size(change)
             except PermanentError as exc:
                 plans.append((change, exc))
                 continue
+            if (
+                self.mode == "lww"
+                and change.op is Op.PUT
+                and not wins(change.version, version_of(expected, self.attrs))
+            ):
+                plans.append((change, Outcome.STALE))
+                continue
             plans.append((change, self._guard(change, expected)))
-        results: dict[str, Result] = {c.key_id: g for c, g in plans if isinstance(g, PermanentError)}
+        results: dict[str, Result] = {c.key_id: g for c, g in plans if not isinstance(g, Condition)}
         conditions = {c.key_id: g for c, g in plans if isinstance(g, Condition)}
 
         def write(change: Change) -> Result:
@@ -181,20 +199,16 @@ class TableWriter:
         return results
 
     def _guard(self, change: Change, expected: Image | None) -> Condition | PermanentError:
-        key_names = tuple(change.key)
-        guard = unchanged(expected, key_names, change.item)
-        newer = older_than(change.version, self.attrs) if self.mode == "lww" and change.op is Op.PUT else None
-        if guard is None:
-            if self.mode != "lww":
-                return PermanentError(
-                    "GuardTooLarge",
-                    f"the item has too many attributes ({len(expected or {})}) to guard the write in one "
-                    "condition; repair it by hand while writes are frozen",
-                )
-            if newer is not None:
-                return newer
-            return same_version(version_of(expected, self.attrs), self.attrs)
-        return guard.both(newer) if newer is not None else guard
+        guard = same_content(expected, tuple(change.key), change.item)
+        if guard is not None:
+            return guard
+        if self.mode == "lww":
+            return unchanged(expected, self.attrs)
+        return PermanentError(
+            "GuardTooLarge",
+            f"the item has too many attributes ({len(expected or {})}) to guard the write in one "
+            "condition; repair it by hand while writes are frozen",
+        )
 
     # -- ordered: BatchWriteItem --------------------------------------------------------------
     def _ordered(self, changes: list[Change], results: dict[str, Result]) -> None:
@@ -263,7 +277,7 @@ class TableWriter:
         failed: dict[str, Result] = {}
         for i in range(0, len(deletes), BATCH_WRITE_MAX):
             chunk = deletes[i : i + BATCH_WRITE_MAX]
-            items = {c.key_id: self.tombstones.item(c.key_id, c.version or Version(c.approx_ms, "")) for c in chunk}
+            items = {c.key_id: self.tombstones.item(c.key_id, delete_stamp(c)) for c in chunk}
             try:
                 left = self.batch_write(
                     {self.tombstones.table: [{"PutRequest": {"Item": it}} for it in items.values()]}
@@ -279,41 +293,81 @@ class TableWriter:
 
     # -- lww: conditional writes ----------------------------------------------------------------
     def _one_lww(self, change: Change) -> Result:
-        condition = older_than(change.version, self.attrs)
-        try:
-            self._count_request()
-            if self.tombstones is None:
-                if change.op is Op.PUT:
-                    self.client.put_item(TableName=self.table, Item=change.item, **condition.kwargs())
-                else:
-                    self.client.delete_item(TableName=self.table, Key=change.key, **condition.kwargs())
-                return Outcome.APPLIED
-            self.client.transact_write_items(TransactItems=self._transaction(change))
-            return Outcome.APPLIED
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ConditionalCheckFailedException":
-                return Outcome.STALE
-            if code == "TransactionCanceledException":
-                return transaction_result(exc)
-            return classify(exc)
-        except Exception as exc:  # noqa: BLE001 - classified
-            return classify(exc)
+        """One change, by version: the fast-path condition, then (when it fails) the decision in code.
 
-    def _transaction(self, change: Change) -> list[dict[str, Any]]:
+        A failed condition hands back the stored item; if the change still wins on normalised versions
+        (docs/design.md#version-stamps), it is written again guarded by the exact raw stamp it read.
+        """
+        guard: Image | None = None
+        fast = True
+        for attempt in range(self.batch_rounds):
+            condition = beats_stored(change.version, self.attrs) if fast else unchanged(guard, self.attrs)
+            try:
+                self._count_request()
+                if self.tombstones is None:
+                    kwargs = {**condition.kwargs(), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+                    if change.op is Op.PUT:
+                        self.client.put_item(TableName=self.table, Item=change.item, **kwargs)
+                    else:
+                        self.client.delete_item(TableName=self.table, Key=change.key, **kwargs)
+                else:
+                    self.client.transact_write_items(TransactItems=self._transaction(change, condition.kwargs()))
+                return Outcome.APPLIED
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ConditionalCheckFailedException":
+                    stored = exc.response.get("Item")
+                elif code == "TransactionCanceledException":
+                    verdict = self._cancelled(change, exc.response.get("CancellationReasons") or [])
+                    if verdict is None:  # a conflict with another write: again, after a pause
+                        self.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+                        continue
+                    if not isinstance(verdict, dict):
+                        return verdict
+                    stored = verdict["Item"]
+                else:
+                    return classify(exc)
+            except Exception as exc:  # noqa: BLE001 - classified
+                return classify(exc)
+            if not wins(change.version, version_of(stored, self.attrs)):
+                return Outcome.STALE
+            fast, guard = False, stored
+        return RetryableError("ConditionRetries", "the item kept changing under every guarded write")
+
+    @staticmethod
+    def _cancelled(change: Change, reasons: list[dict[str, Any]]) -> Result | dict[str, Any] | None:
+        """A cancelled lww transaction: its outcome, the stored item to decide on, or None to send it again."""
+        codes = [r.get("Code", "None") for r in reasons]
+        if "ValidationError" in codes:
+            return PermanentError("ValidationException", "the transaction refused the change (validation)")
+        table_at, tomb_at = (1, 0) if change.op is Op.PUT else (0, 1)
+        if len(codes) != 2 or any(c not in ("None", "ConditionalCheckFailed") for c in codes):
+            return None
+        if codes[tomb_at] == "ConditionalCheckFailed":
+            return Outcome.STALE  # a tombstone at least as new
+        if codes[table_at] == "ConditionalCheckFailed":
+            return {"Item": reasons[table_at].get("Item")}
+        return None
+
+    def _transaction(self, change: Change, mine: dict[str, Any]) -> list[dict[str, Any]]:
         assert self.tombstones is not None
-        mine = older_than(change.version, self.attrs).kwargs()
         tomb = older_than(change.version, TOMBSTONE_ATTRS).kwargs()
         tomb_key = self.tombstones.key_of(change.key_id)
+        table_action = {**mine, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         if change.op is Op.PUT:
             return [
                 {"ConditionCheck": {"TableName": self.tombstones.table, "Key": tomb_key, **tomb}},
-                {"Put": {"TableName": self.table, "Item": change.item, **mine}},
+                {"Put": {"TableName": self.table, "Item": change.item, **table_action}},
             ]
-        version = change.version or Version(change.approx_ms, "")
         return [
-            {"Delete": {"TableName": self.table, "Key": change.key, **mine}},
-            {"Put": {"TableName": self.tombstones.table, "Item": self.tombstones.item(change.key_id, version), **tomb}},
+            {"Delete": {"TableName": self.table, "Key": change.key, **table_action}},
+            {
+                "Put": {
+                    "TableName": self.tombstones.table,
+                    "Item": self.tombstones.item(change.key_id, delete_stamp(change)),
+                    **tomb,
+                }
+            },
         ]
 
     # -- shared -----------------------------------------------------------------------------------
@@ -326,6 +380,11 @@ class TableWriter:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(changes))) as pool:
             for change, result in zip(changes, pool.map(write, changes), strict=True):
                 results[change.key_id] = result
+
+
+def delete_stamp(change: Change) -> Version:
+    """A delete's version, or (a change without one) its stream time: what its tombstone remembers."""
+    return change.version or Version(micros_of_ms(change.approx_ms), "")
 
 
 def canonical_key(key: Image) -> str:

@@ -40,6 +40,7 @@ class Verdict:
 
 
 def _version(v: Version | None) -> list[Any] | None:
+    """A version as the report shows it: [microseconds since the epoch, origin]."""
     return [v.ts, v.origin] if v is not None else None
 
 
@@ -70,7 +71,7 @@ def classify(
     sides = [("source", vs, vt)] if mode == "lww" else [("source", vs, vt), ("target", vt, vs)]
     for name, newer, older in sides:
         if newer is not None and (older is None or newer > older):
-            age_ms = now_ms - newer.ts
+            age_ms = now_ms - newer.ts // 1000  # versions are in microseconds
             if age_ms <= in_flight_ms:
                 return Verdict("inFlight", f"the {name} holds a newer version, written {max(0, age_ms) // 1000} s ago")
             return Verdict(kind, f"the {name} holds a newer version, written {age_ms // 1000} s ago: not replicated")

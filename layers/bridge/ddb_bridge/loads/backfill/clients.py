@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...core.access import TargetAccess
+from ...core.parking import ParkingLot
 
 Json = dict[str, Any]
 
 
 @dataclass
 class BackfillClients:
-    """The source table's account, the target side's access, and the clock (tests pass fakes)."""
+    """The source table's account, the target side's access, the parking queue, and the clock (tests pass fakes)."""
 
     source: Any
     target: TargetAccess
     now: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    parking: ParkingLot | None = None

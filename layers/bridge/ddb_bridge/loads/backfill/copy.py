@@ -6,7 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ...core.capacity import RateLimiter, read_units, write_units
-from ...core.codec import decode_image, encode_image, item_size
+from ...core.codec import Image, decode_image, encode_image, item_size
+from ...core.errors import PermanentError
+from ...core.keys import key_id, shown
 from ...core.observability import MetricUnit, logger, metrics
 from ...table.tombstones import Tombstones
 from ..settings import BackfillSettings
@@ -26,6 +28,7 @@ class _Progress:
     pages: int = 0
     done: bool = False
     last_key: Json | None = None
+    parked: int = 0
     seconds_throttled: float = 0.0
     retries: int = 0
     requests: int = field(default=0)
@@ -34,6 +37,7 @@ class _Progress:
         return {
             "copied": self.copied,
             "skipped": self.skipped,
+            "parked": self.parked,
             "scanned": self.scanned,
             "pages": self.pages,
             "done": self.done,
@@ -56,6 +60,7 @@ def copy_segment(
         checkpoint["pages"],
         checkpoint["done"],
         checkpoint["lastEvaluatedKey"],
+        checkpoint["parked"],
     )
     calls = int(state.get("calls", 0)) + 1
     if not progress.done:
@@ -70,6 +75,7 @@ def copy_segment(
     metrics.add_metric(
         name="BackfillItemsSkipped", unit=MetricUnit.Count, value=progress.skipped - checkpoint["skipped"]
     )
+    metrics.add_metric(name="BackfillItemsParked", unit=MetricUnit.Count, value=progress.parked - checkpoint["parked"])
     metrics.add_metric(name="BackfillThrottledSeconds", unit=MetricUnit.Seconds, value=progress.seconds_throttled)
     metrics.add_metadata(key="segment", value=f"{backfill_id}/{segment}")
     logger.info(
@@ -119,7 +125,7 @@ def _copy_pages(
             )
         else:
             writer = OverwriteWriter(target, settings.target.table, settings.versions, pool=pool, sleep=clients.sleep)
-        _copy_loop(state, settings, clients, store, owner, progress, started, budget_seconds, writer)
+        _copy_loop(state, settings, clients, store, owner, progress, started, budget_seconds, writer, key_names)
 
 
 def _copy_loop(
@@ -132,6 +138,7 @@ def _copy_loop(
     started: float,
     budget_seconds: float,
     writer: OverwriteWriter | LiveWriter,
+    key_names: tuple[str, ...] = (),
 ) -> None:
     """Scan -> write -> checkpoint, page after page, reading the next page while this one is written.
 
@@ -168,6 +175,7 @@ def _copy_loop(
             reads.spend(read_units(sizes, scan["ConsistentRead"]))
             written = writer.write(items) if items else Written()
             writes.spend(write_units(sizes, transactional=live))
+            progress.parked += _park_refused(written.refused, state, settings, clients, key_names)
             progress.copied += written.copied
             progress.skipped += written.skipped
             progress.retries += written.retries
@@ -182,3 +190,40 @@ def _copy_loop(
             slowest_page = max(slowest_page, now - page_started)
             if now - started + slowest_page * 1.5 > budget_seconds:
                 return
+
+
+def _park_refused(
+    refused: list[tuple[Image, PermanentError]],
+    state: Json,
+    settings: BackfillSettings,
+    clients: BackfillClients,
+    key_names: tuple[str, ...],
+) -> int:
+    """Park each item the target refused, whole, in the stack's parking queue; how many were parked.
+
+    The parked record is stream-shaped (a MODIFY with the item's key and image), so the resync command
+    (`ddb_bridge.ops.resync`) re-reads the key from the source and sends it through the replicator once
+    the cause is fixed. Without a parking queue, or when SQS cannot take it, the page fails (retried,
+    never skipped): the checkpoint does not move past an item that was neither written nor parked.
+    """
+    if not refused:
+        return 0
+    for item, error in refused:
+        names = key_names or tuple(item)[:1]
+        wire_key = encode_image({name: item[name] for name in names if name in item})
+        where = shown(key_id(wire_key), settings.log_keys) if wire_key else "(no key)"
+        message = f"backfill {state['backfillId']} segment {state['segment']}: the target refused key {where}: {error}"
+        if clients.parking is None:
+            raise PermanentError(
+                error.reason, message + " (set PARKING_QUEUE_URL so that refused items are parked and the copy goes on)"
+            )
+        record = {
+            "eventName": "MODIFY",
+            "eventSource": "ddb-bridge:backfill",
+            "backfillId": state["backfillId"],
+            "segment": state["segment"],
+            "dynamodb": {"Keys": wire_key, "NewImage": encode_image(item), "SequenceNumber": "0"},
+        }
+        clients.parking.park(record, reason=error.reason, error=message)
+        logger.warning("item parked", extra={"reason": error.reason, "key": where})
+    return len(refused)

@@ -12,7 +12,9 @@ from ...core.access import PeerKeys, TargetAccess
 from ...core.clients import client_config
 from ...core.errors import PermanentError, RetryableError, classify, is_credential_error
 from ...core.observability import MetricUnit, logger, metrics
+from ...core.parking import ParkingLot
 from ..settings import BackfillSettings, load_backfill_settings
+from ..stepinput import BACKFILL_FIELDS, check, check_backfill_copy
 from .clients import BackfillClients, Json
 from .copy import copy_segment
 from .plan import plan
@@ -44,6 +46,7 @@ def summarize(event: Json, clients: BackfillClients) -> Json:
         "segmentsDone": sum(1 for r in results if r.get("done")),
         "copied": copied,
         "skipped": skipped,
+        "parked": sum(int(r.get("parked", 0)) for r in results),
         "scanned": sum(int(r.get("scanned", 0)) for r in results),
         "calls": sum(int(r.get("calls", 0)) for r in results),
         "writeRequests": sum(int(r.get("writeRequests", 0)) for r in results),
@@ -68,6 +71,10 @@ def run_action(
 ) -> Json:
     """One step of the workflow; AWS errors become RetryableError (retried) or PermanentError (fail)."""
     action = event.get("action")
+    if action == "copy":
+        check_backfill_copy(event)
+    elif action in BACKFILL_FIELDS:
+        check(str(action), event, BACKFILL_FIELDS[str(action)])
     try:
         if action == "plan":
             return plan(event, settings, clients)
@@ -100,7 +107,14 @@ def runtime() -> Runtime:
     config = client_config(max_attempts=8, pool=8)
     peer = PeerKeys(settings.peer) if settings.peer else None
     source = boto3.client("dynamodb", region_name=settings.source_region, config=config)
-    return Runtime(settings, BackfillClients(source=source, target=TargetAccess(settings.target, peer)))
+    parking = (
+        ParkingLot(settings.parking_queue_url, source="backfill", region=settings.source_region)
+        if settings.parking_queue_url
+        else None
+    )
+    return Runtime(
+        settings, BackfillClients(source=source, target=TargetAccess(settings.target, peer), parking=parking)
+    )
 
 
 def handle(event: Json, context: Any) -> Json:

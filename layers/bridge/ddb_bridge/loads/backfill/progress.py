@@ -39,7 +39,8 @@ class ProgressStore:
 
     def save(self, backfill_id: str, segment: int, owner: str, progress: Json) -> None:
         """Advance the checkpoint, only while this call holds the lease."""
-        fields = {name: progress[name] for name in ("copied", "skipped", "scanned", "pages", "done")}
+        fields = {name: progress.get(name, 0) for name in ("copied", "skipped", "parked", "scanned", "pages")}
+        fields["done"] = progress["done"]
         fields["lastEvaluatedKey"] = json.dumps(progress["lastEvaluatedKey"])
         self.store.save(backfill_id, str(segment), owner, fields)
 
@@ -58,6 +59,7 @@ def _checkpoint(fields: Json) -> Json:
     return {
         "copied": int(fields.get("copied", 0)),
         "skipped": int(fields.get("skipped", 0)),
+        "parked": int(fields.get("parked", 0)),
         "scanned": int(fields.get("scanned", 0)),
         "pages": int(fields.get("pages", 0)),
         "done": bool(fields.get("done", False)),

@@ -1,12 +1,16 @@
-"""The backfill's two ways to write a page: overwrite (BatchWriteItem) or live (conditional transactions)."""
+"""The backfill's two ways to write a page: overwrite (BatchWriteItem) or live (conditional transactions).
+
+An item the target refuses (validation, size) never fails its page: it is written apart from its
+neighbours, and what is still refused comes back in `Written.refused` for the caller to park; the
+rest of the page is copied. Error texts name keys (LOG_KEYS), never attribute values.
+"""
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -15,7 +19,7 @@ from ...core.codec import Image, encode_image
 from ...core.errors import PermanentError, RetryableError, classify, error_code
 from ...core.keys import key_id
 from ...core.settings import VersionAttrs
-from ...core.versions import Condition, older_than, version_of
+from ...core.versions import Condition, beats_stored, older_than, unchanged, version_of, wins
 from ...table.tombstones import TOMBSTONE_ATTRS, Tombstones
 from ...table.writer import BATCH_WRITE_MAX, Outcome, TableWriter, transaction_result
 from .clients import Json
@@ -30,19 +34,21 @@ def _backoff(attempt: int) -> float:
 
 @dataclass
 class Written:
-    """What one page did to the target."""
+    """What one page did to the target; `refused` holds each item the target refused, with why."""
 
     copied: int = 0
     skipped: int = 0
     retries: int = 0
     requests: int = 0
+    refused: list[tuple[Image, PermanentError]] = field(default_factory=list)
 
 
 class OverwriteWriter:
-    """BatchWriteItem, 25 items per request, concurrently, through `apply.TableWriter.batch_write`.
+    """BatchWriteItem, 25 items per request, concurrently, through `table.writer.TableWriter.batch_write`.
 
     That call retries UnprocessedItems with exponential backoff and full jitter; what is still left, or a
-    throttled request, is sent again in the next round after another backoff.
+    throttled request, is sent again in the next round after another backoff. A request refused as a
+    whole (one bad item refuses its 25) is written item by item, so only the bad item is refused.
     """
 
     def __init__(
@@ -56,31 +62,51 @@ class OverwriteWriter:
         rounds: int = _WRITE_ATTEMPTS,
     ) -> None:
         self.writer = TableWriter(client, table, mode="ordered", attrs=attrs, sleep=sleep)
+        self.client = client
         self.table = table
         self.pool = pool
         self.sleep = sleep
         self.rounds = rounds
 
-    def _send(self, requests: list[Json]) -> tuple[list[Json], PermanentError | RetryableError | None]:
+    def _send(self, requests: list[Json]) -> tuple[list[Json], list[tuple[Image, PermanentError]]]:
+        """One chunk: what is left to retry, and the items refused for good."""
         try:
-            return self.writer.batch_write({self.table: requests}).get(self.table, []), None
-        except Exception as exc:  # noqa: BLE001 - classified: retried next round, or fails the call
-            return requests, classify(exc)
+            return self.writer.batch_write({self.table: requests}).get(self.table, []), []
+        except Exception as exc:  # noqa: BLE001 - classified: retried next round, or isolated
+            error = classify(exc)
+            if isinstance(error, RetryableError):
+                return requests, []
+        if len(requests) == 1:
+            return [], [(requests[0]["PutRequest"]["Item"], error)]
+        left: list[Json] = []
+        refused: list[tuple[Image, PermanentError]] = []
+        for request in requests:  # isolate the bad item: its neighbours are written one by one
+            item = request["PutRequest"]["Item"]
+            try:
+                self.writer._count_request()
+                self.client.put_item(TableName=self.table, Item=item)
+            except Exception as exc:  # noqa: BLE001 - classified
+                one = classify(exc)
+                if isinstance(one, PermanentError):
+                    refused.append((item, one))
+                else:
+                    left.append(request)
+        return left, refused
 
     def write(self, items: list[Image]) -> Written:
-        """Write every item; RetryableError if some stay unprocessed, PermanentError when DynamoDB refuses one."""
+        """Write every item; RetryableError if some stay unprocessed; refused items come back in `refused`."""
         pending: list[Json] = [{"PutRequest": {"Item": item}} for item in items]
         done = Written()
         before = self.writer.requests
         for attempt in range(self.rounds):
             chunks = [pending[i : i + BATCH_WRITE_MAX] for i in range(0, len(pending), BATCH_WRITE_MAX)]
             left: list[Json] = []
-            for unprocessed, error in self.pool.map(self._send, chunks):
-                if isinstance(error, PermanentError):
-                    key = json.dumps(encode_image(unprocessed[0]["PutRequest"]["Item"]))[:200]
-                    raise PermanentError(error.reason, f"the target refuses items (first: {key}): {error}")
+            refused_now = 0
+            for unprocessed, refused in self.pool.map(self._send, chunks):
                 left.extend(unprocessed)
-            done.copied += len(pending) - len(left)
+                done.refused.extend(refused)
+                refused_now += len(refused)
+            done.copied += len(pending) - len(left) - refused_now
             pending = left
             if not pending:
                 break
@@ -96,7 +122,13 @@ class OverwriteWriter:
 
 
 class LiveWriter:
-    """Conditional copies that lose to every live write and every live delete (tombstones)."""
+    """Conditional copies that lose to every live write and every live delete (tombstones).
+
+    In `lww` mode a stamped item is written when its version beats what the target holds, decided as
+    replication decides it (docs/design.md#version-stamps): a fast-path condition, and when it fails,
+    the stored item comes back, the versions are compared here, and the write is retried guarded by
+    the exact stamp it read. Otherwise (ordered replication, or an unstamped item) it fills holes only.
+    """
 
     def __init__(
         self,
@@ -121,8 +153,11 @@ class LiveWriter:
         self.sleep = sleep
         self.attempts = attempts
 
-    def transaction(self, item: Image) -> list[Json]:
-        """The ConditionCheck on the tombstone and the conditional Put for one item."""
+    def transaction(self, item: Image, guard: Image | None = None, guarded: bool = False) -> list[Json]:
+        """The ConditionCheck on the tombstone and the conditional Put for one item.
+
+        `guarded`: the fast path failed and code decided the item wins over `guard`, the stored item.
+        """
         key = {name: item[name] for name in self.key_names}
         version = version_of(item, self.attrs) if self.replication_mode == "lww" else None
         if version is None:
@@ -130,32 +165,50 @@ class LiveWriter:
             target = Condition("attribute_not_exists(#k)", {"#k": self.key_names[0]}, {})
             tomb = Condition("attribute_not_exists(pk)", {}, {})
         else:
-            target = older_than(version, self.attrs)
+            target = unchanged(guard, self.attrs) if guarded else beats_stored(version, self.attrs)
             tomb = older_than(version, TOMBSTONE_ATTRS)
-        tomb_kwargs = tomb.kwargs()
-        if not tomb_kwargs["ExpressionAttributeNames"]:
-            del tomb_kwargs["ExpressionAttributeNames"]
         return [
             {
                 "ConditionCheck": {
                     "TableName": self.tombstones.table,
                     "Key": self.tombstones.key_of(key_id(encode_image(key))),
-                    **tomb_kwargs,
+                    **tomb.kwargs(),
                 }
             },
-            {"Put": {"TableName": self.table, "Item": item, **target.kwargs()}},
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": item,
+                    **target.kwargs(),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
         ]
 
     def _one(self, item: Image) -> Outcome | PermanentError | RetryableError:
-        try:
-            self.client.transact_write_items(TransactItems=self.transaction(item))
-            return Outcome.APPLIED
-        except ClientError as exc:
-            if error_code(exc) == "TransactionCanceledException":
-                return transaction_result(exc)
-            return classify(exc)
-        except Exception as exc:  # noqa: BLE001 - classified
-            return classify(exc)
+        guard: Image | None = None
+        guarded = False
+        for _ in range(self.attempts):
+            try:
+                self.client.transact_write_items(TransactItems=self.transaction(item, guard, guarded))
+                return Outcome.APPLIED
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    return classify(exc)
+                reasons = exc.response.get("CancellationReasons") or []
+                result = transaction_result(exc)
+                if result is not Outcome.STALE or len(reasons) != 2:
+                    return result
+                if reasons[0].get("Code") == "ConditionalCheckFailed":
+                    return Outcome.STALE  # a live delete at least as new: replication owns this key
+                version = version_of(item, self.attrs) if self.replication_mode == "lww" else None
+                stored = reasons[1].get("Item")
+                if version is None or not wins(version, version_of(stored, self.attrs)):
+                    return Outcome.STALE  # a newer live write (or the key exists: fill holes only)
+                guard, guarded = stored, True  # lost only the fast path (another stamp form): decide here
+            except Exception as exc:  # noqa: BLE001 - classified
+                return classify(exc)
+        return RetryableError("ConditionRetries", "the item kept changing under every guarded write")
 
     def write(self, items: list[Image]) -> Written:
         """Copy what may be copied, skip what live replication owns; RetryableError when conflicts persist."""
@@ -171,10 +224,7 @@ class LiveWriter:
                 elif isinstance(result, Outcome):
                     done.skipped += 1  # a newer live write, or a live delete: replication owns this key
                 elif isinstance(result, PermanentError):
-                    raise PermanentError(
-                        result.reason,
-                        f"item {json.dumps(encode_image(item))[:300]} cannot be written to the target: {result}",
-                    )
+                    done.refused.append((item, result))
                 else:
                     retry.append(item)  # throttled, or a transaction conflict with a live write
             pending = retry

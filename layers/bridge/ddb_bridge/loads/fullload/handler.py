@@ -11,9 +11,10 @@ from botocore.exceptions import ClientError
 
 from ...core.access import PeerKeys, TargetAccess
 from ...core.clients import client_config
-from ...core.errors import PermanentError, RetryableError, classify, error_code, is_credential_error
+from ...core.errors import PermanentError, RetryableError, classify, describe, error_code, is_credential_error
 from ...core.observability import logger
 from ..settings import FullLoadSettings, load_full_load_settings
+from ..stepinput import FULL_LOAD_FIELDS, check
 from .clients import FullLoadClients, Json
 from .export import copy_export, describe_export, start_export
 from .handover import describe_replication, enable_replication
@@ -60,8 +61,8 @@ def classify_step(exc: BaseException) -> PermanentError | RetryableError:
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code in _RETRYABLE_CODES or status >= 500 or is_credential_error(exc):
-            return RetryableError(code, str(exc))
-        return PermanentError(code, str(exc))
+            return RetryableError(code, describe(exc))
+        return PermanentError(code, describe(exc))
     return classify(exc)  # network errors are retryable, our own bugs permanent
 
 
@@ -93,6 +94,7 @@ def run_action(event: Json, settings: FullLoadSettings, clients: FullLoadClients
     missing = [name for name in _NEEDS[action] if not isinstance(event.get(name), dict)]
     if missing:
         raise PermanentError("BadStepInput", f"step {action!r} needs {', '.join(missing)} in its input")
+    check(action, event, FULL_LOAD_FIELDS[action])
     try:
         return _step(action, event, settings, clients, budget_seconds)
     except Exception as exc:  # every error is classified for the state's Retry/Catch

@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ...core.errors import PermanentError, error_code, is_credential_error
+from ...core.errors import PermanentError, RetryableError, error_code, is_credential_error
 from ...core.observability import MetricUnit, metrics
 from ..settings import FullLoadSettings
 from .clients import FullLoadClients, Json
@@ -241,6 +241,13 @@ def _check_mapping(
         checks.add("event source", True, f"mapping {uuid} is disabled at TRIM_HORIZON")
 
 
+def _peer_keys_unusable(exc: Exception) -> bool:
+    """The error says the peer keys cannot be read or used (a check to fail, not a step to retry)."""
+    return isinstance(exc, PermanentError) or (
+        isinstance(exc, RetryableError) and exc.reason in ("PeerKeysMalformed", "PeerKeysUnreadable")
+    )
+
+
 def _check_target(checks: _Checks, settings: FullLoadSettings, clients: FullLoadClients) -> None:
     target = settings.target
     try:
@@ -258,7 +265,9 @@ def _check_target(checks: _Checks, settings: FullLoadSettings, clients: FullLoad
             )
         else:
             raise
-    except PermanentError as exc:  # unreadable peer keys
+    except (PermanentError, RetryableError) as exc:  # unreadable or malformed peer keys
+        if not _peer_keys_unusable(exc):
+            raise
         checks.add("peer credentials", False, f"{exc} (needed to reach {target.region}).")
     else:
         checks.add(
@@ -289,8 +298,9 @@ def _check_buckets(checks: _Checks, settings: FullLoadSettings, clients: FullLoa
             f"{settings.export_prefix}/ (s3:PutObject, s3:AbortMultipartUpload, s3:PutObjectAcl) and the "
             "importing side read it (s3:GetObject, s3:ListBucket).",
         )
-    except PermanentError:
-        pass  # unreadable peer keys: reported with the target checks
+    except (PermanentError, RetryableError) as exc:
+        if not _peer_keys_unusable(exc):
+            raise  # unreadable peer keys: reported with the target checks
     if settings.cross_partition and settings.peer_bucket:
         try:
             clients.target.client("s3").head_bucket(Bucket=settings.peer_bucket)
@@ -303,8 +313,9 @@ def _check_buckets(checks: _Checks, settings: FullLoadSettings, clients: FullLoa
                 f"peer credentials ({error_code(exc)}): create it in {settings.target.region} and allow "
                 "s3:PutObject, s3:GetObject and s3:ListBucket to the peer keys.",
             )
-        except PermanentError:
-            pass  # already reported as unreadable peer credentials
+        except (PermanentError, RetryableError) as exc:
+            if not _peer_keys_unusable(exc):
+                raise  # already reported as unreadable peer credentials
 
 
 _GSI_FIELDS = ("IndexName", "KeySchema", "Projection")
