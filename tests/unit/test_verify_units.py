@@ -18,7 +18,7 @@ from ddb_bridge.core.errors import RetryableError
 from ddb_bridge.core.inputs import InvalidInput
 from ddb_bridge.core.settings import SettingsError, VersionAttrs
 from ddb_bridge.relay.echoes import digest as echo_digest
-from ddb_bridge.table.writer import GUARD_MAX_CHARS, unchanged
+from ddb_bridge.table.writer import GUARD_MAX_CHARS, same_content
 from ddb_bridge.verify.compare import KeyReader, source_candidates
 from ddb_bridge.verify.plan import parse_input, rates
 from ddb_bridge.verify.progress import progress_of
@@ -184,7 +184,10 @@ def test_settings_read_and_name_what_is_wrong() -> None:
         "VERIFY_MODE": ("fast", "VERIFY_MODE='fast' is invalid: expected one of ordered, lww, bidirectional"),
         "VERIFY_REPORT_BUCKET": ("Bad_Bucket", "VERIFY_REPORT_BUCKET='Bad_Bucket' is invalid: expected an S3 bucket"),
         "VERIFY_IN_FLIGHT_SECONDS": ("0", "VERIFY_IN_FLIGHT_SECONDS=0 is out of range"),
-        "TARGET_REGION": ("cn-north-1", "PEER_CREDENTIALS_SECRET or PEER_CREDENTIALS_PARAMETER is required"),
+        "TARGET_REGION": (
+            "cn-north-1",
+            "PEER_CREDENTIALS_PARAMETER_PREFIX is required",
+        ),
         "TARGET_TABLE_NAME": ("orders", "verify would compare a table with itself"),
     }
     for name, (value, message) in bad.items():
@@ -198,17 +201,17 @@ def test_settings_read_and_name_what_is_wrong() -> None:
 def test_the_guard_spells_out_the_item_compared() -> None:
     expected = {"pk": {"S": "k"}, "sk": {"N": "1"}, "a": {"S": "x"}, "n": {"NULL": True}, "m": {"M": {}}}
     written = {"pk": {"S": "k"}, "sk": {"N": "1"}, "a": {"S": "y"}, "new": {"S": "z"}}
-    guard = unchanged(expected, ("pk", "sk"), written)
+    guard = same_content(expected, ("pk", "sk"), written)
     assert guard is not None
     assert guard.expression == (
         "attribute_exists(#g0) AND #g1 = :g1 AND #g2 = :g2 AND attribute_type(#g3, :g3) AND attribute_not_exists(#g4)"
     )
     assert guard.names == {"#g0": "pk", "#g1": "a", "#g2": "m", "#g3": "n", "#g4": "new"}
     assert guard.values == {":g1": {"S": "x"}, ":g2": {"M": {}}, ":g3": {"S": "NULL"}}
-    absent = unchanged(None, ("pk",), written)
+    absent = same_content(None, ("pk",), written)
     assert absent is not None and absent.expression == "attribute_not_exists(#g0)"
     wide = {"pk": {"S": "k"}, **{f"attribute{i:03d}": {"N": str(i)} for i in range(400)}}
-    assert unchanged(wide, ("pk",)) is None and GUARD_MAX_CHARS == 4000
+    assert same_content(wide, ("pk",)) is None and GUARD_MAX_CHARS == 4000
 
 
 # ---- batched reads -------------------------------------------------------------------------------------------
@@ -336,3 +339,28 @@ def test_reads_spend_the_units_dynamodb_reports_from_the_rate_limit() -> None:
     assert len(reader.read([{"pk": {"S": k}} for k in items])) == 300
     assert reader.stats.requests == 3 and reader.stats.units == 9  # 3 units reported per request
     assert clock[0] == limiter.waited == (9 - 2) / 2  # 9 units at 2 per second, 2 of them from the burst
+
+
+# ---- step input ----------------------------------------------------------------------------------------------
+def test_a_malformed_step_input_fails_the_step_naming_the_field() -> None:
+    from ddb_bridge.core.errors import PermanentError
+    from ddb_bridge.verify.handler import check_step, run_action
+
+    good = {"verifyId": "v", "side": "source", "segment": 1, "totalSegments": 2, "pageSize": 100, "ignore": []}
+    check_step("scan", good)
+    bad = {
+        "segment 'x'": ({**good, "segment": "x"}, "field segment must be a whole number, got string"),
+        "no verifyId": ({k: v for k, v in good.items() if k != "verifyId"}, "field verifyId is missing"),
+        "side": ({**good, "side": "left"}, "field side must be 'source' or 'target'"),
+        "segment 2 of 2": ({**good, "segment": 2}, "field segment must be from 0 to totalSegments - 1"),
+        "page": ({**good, "pageSize": 0}, "field pageSize must be from 1 to 10000"),
+        "ignore": ({**good, "ignore": "audit"}, "field ignore must be a JSON list or null, got string"),
+    }
+    for case, (event, message) in bad.items():
+        with pytest.raises(PermanentError, match=message) as error:
+            check_step("recheck", event)
+        assert error.value.reason == "BadStepInput", case
+    with pytest.raises(PermanentError, match=r"field plan\.verifyId is missing"):
+        check_step("report", {"plan": {}})
+    with pytest.raises(PermanentError, match="unknown action 'compare'"):
+        run_action({"action": "compare"}, None, None, owner="x", budget_seconds=1)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from ..core.access import PeerKeys, TargetAccess
 from ..core.clients import client_config
 from ..core.errors import PermanentError, RetryableError, classify, is_credential_error
 from ..core.observability import MetricUnit, logger, metrics
+from ..loads.stepinput import Kind, check
 from .clients import Json, VerifyClients
 from .plan import plan
 from .progress import CLASSES, SIDES, VerifyStore, done, part, progress_of, to_recheck
@@ -21,6 +22,48 @@ from .repair import repair_segment
 from .report import Parts, write_report
 from .scan import scan_segment
 from .settings import VerifySettings, load_verify_settings
+
+_SEGMENT: dict[str, Kind] = {
+    "verifyId": "text",
+    "side": "text",
+    "segment": "whole",
+    "totalSegments": "whole",
+    "pageSize": "whole?",
+    "callSeconds": "number?",
+    "sampleSize": "whole?",
+    "ignore": "list?",
+    "keys": "list?",
+    "sourceReadUnitsPerSecond": "number?",
+    "targetReadUnitsPerSecond": "number?",
+    "targetWriteUnitsPerSecond": "number?",
+    "calls": "whole?",
+}
+# What each verify step reads of the input the workflow hands it.
+VERIFY_FIELDS: dict[str, dict[str, Kind]] = {
+    "plan": {},  # the plan step judges the execution input itself, and answers with a readable verdict
+    "scan": _SEGMENT,
+    "differences": {"plan.verifyId": "text"},
+    "recheck": _SEGMENT,
+    "repair": _SEGMENT,
+    "report": {"plan.verifyId": "text", "report": "object?"},
+    "summarize": {"plan.verifyId": "text", "plan.sampleSize": "whole?", "report": "object?"},
+}
+
+
+def check_step(action: str, event: Json) -> None:
+    """The step's input, by field: types, then a side and a segment of the plan, a page size DynamoDB takes."""
+    check(action, event, VERIFY_FIELDS[action])
+    if VERIFY_FIELDS[action] is not _SEGMENT:
+        return
+    if event["side"] not in SIDES:
+        raise PermanentError("BadStepInput", f"step {action!r}: field side must be 'source' or 'target'")
+    if not 1 <= event["totalSegments"] <= 1_000_000 or not 0 <= event["segment"] < event["totalSegments"]:
+        raise PermanentError(
+            "BadStepInput", f"step {action!r}: field segment must be from 0 to totalSegments - 1 (at most 1000000)"
+        )
+    page = event.get("pageSize")
+    if page is not None and not 1 <= page <= 10_000:
+        raise PermanentError("BadStepInput", f"step {action!r}: field pageSize must be from 1 to 10000")
 
 
 def _checkpoints(settings: VerifySettings, clients: VerifyClients, verify_id: str) -> tuple[Json, dict[str, Json]]:
@@ -142,6 +185,12 @@ def run_action(
 ) -> Json:
     """One step of the workflow; AWS errors become RetryableError (retried) or PermanentError (fail)."""
     action = event.get("action")
+    if action not in VERIFY_FIELDS:
+        raise PermanentError(
+            "UnknownAction",
+            f"unknown action {action!r}; expected plan, scan, differences, recheck, repair, report or summarize",
+        )
+    check_step(str(action), event)
     budget = min(budget_seconds, float(event.get("callSeconds") or budget_seconds))
     try:
         if action == "plan":
@@ -164,10 +213,7 @@ def run_action(
         if is_credential_error(exc):
             clients.target.refresh()
         raise classify(exc) from exc
-    raise PermanentError(
-        "UnknownAction",
-        f"unknown action {action!r}; expected plan, scan, differences, recheck, repair, report or summarize",
-    )
+    raise AssertionError(f"no branch for action {action!r}")
 
 
 @dataclass
