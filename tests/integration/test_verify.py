@@ -50,7 +50,7 @@ def item(i: int, *, version: int | None = None, note: str = "seed") -> dict[str,
         "price": {"N": "1.50"},
         "blob": {"B": bytes([i % 256]) * 8},
         "tags": {"SS": ["a", "b", f"t{i}"]},
-        "nums": {"NS": ["2.50", "1", str(i)]},
+        "nums": {"NS": ["2.50", "1", str(1000 + i)]},
         "nested": {"M": {"deep": {"M": {"b": {"B": b"\x00\xff"}, "n": {"N": "9" * 38}}}, "l": {"L": [{"S": "x"}]}}},
     }
     if version is not None:
@@ -77,8 +77,9 @@ def put_all(client: Any, table: str, items: list[dict[str, Any]]) -> None:
         client.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": it}} for it in items[i : i + 25]]})
 
 
-def verify_world(*, cross_partition: bool = False, stream: bool = False) -> LoadWorld:
-    shape = TableShape(key_schema=SCHEMA, stream_view="NEW_AND_OLD_IMAGES" if stream else None, pitr=False)
+def verify_world(*, cross_partition: bool = False, stream: bool = False, billing: str = "PAY_PER_REQUEST") -> LoadWorld:
+    view = "NEW_AND_OLD_IMAGES" if stream else None
+    shape = TableShape(key_schema=SCHEMA, stream_view=view, pitr=False, billing=billing)
     world = load_world(shape, cross_partition=cross_partition)
     world.create_target_table()
     create_verify_resources(world)
@@ -385,14 +386,21 @@ def test_verify_and_repair_across_accounts_and_partitions(bridge: LambdaBridge, 
 
 # ---- resume ------------------------------------------------------------------------------------------------
 def test_a_stopped_verify_resumes_and_counts_every_key_once(bridge: LambdaBridge) -> None:
-    # GIVEN 300 items, 4 missing on the target, and a verify slowed down so it can be stopped halfway
-    world = verify_world()
+    # GIVEN 300 items, 4 missing on the target, and a verify slowed down so it can be stopped halfway: the source
+    # has 50 provisioned read units, of which 10% (2.5 units a second for each of 2 segments) may be used
+    world = verify_world(billing="PROVISIONED")
     source = [item(i) for i in range(300)]
     put_all(world.source, world.source_table, source)
     put_all(world.target, world.target_table, [it for i, it in enumerate(source) if i not in (10, 100, 200, 299)])
     machine = verify_machine(world)
-    bridge.hooks["verify"] = lambda event: time.sleep(0.05) if event.get("action") == "scan" else None
-    request = {"verifyId": "resume-me", "segments": 2, "pageSize": 10, "callSeconds": 1, "recheckDelaySeconds": 0}
+    request = {
+        "verifyId": "resume-me",
+        "segments": 2,
+        "pageSize": 10,
+        "callSeconds": 1,
+        "recheckDelaySeconds": 0,
+        "throughputPercent": 10,
+    }
 
     # WHEN the first execution is stopped while the source's segments are half compared
     first = start(machine, request)
@@ -408,8 +416,8 @@ def test_a_stopped_verify_resumes_and_counts_every_key_once(bridge: LambdaBridge
     halfway = read_progress(world.source, progress_table(world), "resume-me")
     assert halfway.phase == "source" and 0 < halfway.compared < 300 and halfway.segments_done < 2
 
-    # AND a second execution with the same verifyId resumes from the checkpoints
-    second = run(machine, request, timeout_s=120)
+    # AND a second execution with the same verifyId resumes from the checkpoints (at full speed)
+    second = run(machine, {**request, "throughputPercent": 100}, timeout_s=120)
 
     # THEN every key was compared once and every difference reported once
     assert second["status"] == "SUCCEEDED", second.get("cause")
