@@ -8,8 +8,8 @@ immediately before it writes, and then:
   or the next verify owns it (`targetChanged`);
 - otherwise it writes the source's current state to the target (or deletes the target's item when the
   source has none) through `TableWriter.apply_guarded`: the write is conditional on the target still
-  being exactly what was just read, and in `lww`/`bidirectional` mode a put also only if the target's
-  version is older than the source's. A write made meanwhile fails the condition and survives.
+  being exactly what was just read, and in `lww`/`bidirectional` mode a put is made only if the source's
+  version wins over that state (`wins`). A write made meanwhile fails the condition and survives.
 
 Every key written is read again on both sides: `repaired` only if they are equal now.
 """
