@@ -51,6 +51,7 @@ class LocalAws:
     endpoint: str
     port: int
     stopper: Callable[[], None]
+    pid: int | None = None  # the server's own process (start_process), for benchmarks that read its CPU time
 
     def stop(self) -> None:
         """Stop the server."""
@@ -142,7 +143,7 @@ def start_process(port: int | None = None, *, timeout_s: float = 60.0) -> LocalA
             child.kill()
         stop_host()
 
-    aws = LocalAws(endpoint, port, stop)
+    aws = LocalAws(endpoint, port, stop, child.pid)
     aws.enable_step_functions()
     return aws
 

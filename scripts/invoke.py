@@ -68,6 +68,24 @@ def invoke_backfill(event: dict[str, Any]) -> None:
     show(f"target table {world.target_table}: items", len(scan_all(world.target, world.target_table)))
 
 
+def invoke_verify(event: dict[str, Any]) -> None:
+    """verify: a plan, or one bounded call comparing a scan segment (the target lacks two of 50 items)."""
+    from harness.load_world import TableShape, load_world
+    from harness.verify import create_verify_resources, verify_env
+
+    world = load_world(TableShape(stream_view=None, pitr=False))
+    items = [every_type_item(i) for i in range(50)]
+    world.seed(items)
+    world.create_target_table()
+    for item in items[2:]:
+        world.target.put_item(TableName=world.target_table, Item=item)
+    create_verify_resources(world)
+    fn = LocalFunction("verify", verify_env(world))
+    if event.get("action") != "plan":
+        fn.invoke({"action": "plan", "execution": "invoke", "input": {"verifyId": event.get("verifyId")}})
+    show("response", fn.invoke(event))
+
+
 def _kinesis_schema(event: dict[str, Any]) -> list[tuple[str, str]]:
     """The key schema of a Kinesis event's first decodable pack."""
     from ddb_bridge.relay.packs import MalformedPack, decode
@@ -169,6 +187,7 @@ SETUPS: dict[str, Callable[[dict[str, Any]], None]] = {
     "bucket_backfill": invoke_bucket_backfill,
     "full_load_control": invoke_full_load_control,
     "backfill": invoke_backfill,
+    "verify": invoke_verify,
 }
 
 

@@ -30,6 +30,7 @@ def test_make_invoke_runs_one_function_with_one_event():
 INVOKE_CASES = [
     ("full_load_control", "events/full_load_control_plan.json", '"valid": true'),
     ("backfill", "events/backfill_plan.json", '"valid": true'),
+    ("verify", "events/verify_scan_segment.json", '"missing": 2'),
     ("stream_relay", "events/relay_local_insert_modify.json", '"batchItemFailures": []'),
     ("relay_applier", "events/kinesis_pack.json", '"batchItemFailures": []'),
     ("bucket_replicator", "events/s3_sqs_notifications.json", '"photos/2026/a b+c \\u00fc.jpg"'),

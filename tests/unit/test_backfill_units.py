@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from ddb_bridge.core.capacity import RateLimiter, read_units, write_units
 from ddb_bridge.core.changes import from_stream_record
 from ddb_bridge.core.codec import item_size
 from ddb_bridge.core.settings import SettingsError, VersionAttrs
 from ddb_bridge.loads.backfill.clients import BackfillClients
 from ddb_bridge.loads.backfill.copy import _copy_loop, _Progress
 from ddb_bridge.loads.backfill.plan import InvalidInput, default_segments, parse_input, segment_rates, table_capacity
-from ddb_bridge.loads.backfill.rate import RateLimiter, read_units, write_units
 from ddb_bridge.loads.backfill.writers import LiveWriter, Written
 from ddb_bridge.loads.settings import BackfillSettings
 from ddb_bridge.table.tombstones import Tombstones

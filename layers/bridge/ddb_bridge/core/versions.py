@@ -107,6 +107,17 @@ class Condition:
             out["ExpressionAttributeValues"] = self.values
         return out
 
+    def both(self, other: Condition) -> Condition:
+        """Both conditions at once (their placeholders must not clash)."""
+        clash = (set(self.names) & set(other.names)) | (set(self.values) & set(other.values))
+        if clash:
+            raise ValueError(f"placeholders used by both conditions: {sorted(clash)}")
+        return Condition(
+            f"({self.expression}) AND ({other.expression})",
+            {**self.names, **other.names},
+            {**self.values, **other.values},
+        )
+
 
 def _decimal_text(micros: int, places: int) -> str:
     """`micros / 10**places` written exactly (e.g. 1796180270866811 µs, 6 -> "1796180270.866811")."""

@@ -24,7 +24,16 @@ from ..core.changes import Change, Op
 from ..core.codec import MAX_ITEM_BYTES, Image, item_size
 from ..core.errors import PermanentError, RetryableError, classify, error_code
 from ..core.settings import VersionAttrs
-from ..core.versions import Version, beats_stored, micros_of_ms, older_than, unchanged, version_of, wins
+from ..core.versions import (
+    Condition,
+    Version,
+    beats_stored,
+    micros_of_ms,
+    older_than,
+    unchanged,
+    version_of,
+    wins,
+)
 from .tombstones import TOMBSTONE_ATTRS, Tombstones
 
 BATCH_WRITE_MAX = 25
@@ -39,6 +48,37 @@ class Outcome(StrEnum):
 
 
 Result = Outcome | PermanentError | RetryableError
+
+
+GUARD_MAX_CHARS = 4000  # DynamoDB refuses expressions over 4 KB
+
+
+def same_content(expected: Image | None, key_names: tuple[str, ...], written: Image | None = None) -> Condition | None:
+    """Condition: the stored item is still exactly `expected` (None: there is still no item).
+
+    Every attribute of `expected` must hold the same value (DynamoDB compares numbers as numbers, sets as
+    sets, maps and lists as a whole); attributes that `written` adds must still be absent. None when the
+    condition would exceed DynamoDB's 4 KB expression limit (an item with a few hundred attributes).
+    """
+    names = {"#g0": key_names[0]}
+    if expected is None:
+        return Condition("attribute_not_exists(#g0)", names, {})
+    parts = ["attribute_exists(#g0)"]
+    values: dict[str, Any] = {}
+    others = [n for n in sorted(expected) if n not in key_names]
+    added = sorted(set(written or {}) - set(expected))
+    for i, name in enumerate([*others, *added], start=1):
+        names[f"#g{i}"] = name
+        if name not in expected:
+            parts.append(f"attribute_not_exists(#g{i})")
+        elif "NULL" in expected[name]:  # equality is not defined on NULL: its type says it all
+            values[f":g{i}"] = {"S": "NULL"}
+            parts.append(f"attribute_type(#g{i}, :g{i})")
+        else:
+            values[f":g{i}"] = expected[name]
+            parts.append(f"#g{i} = :g{i}")
+    expression = " AND ".join(parts)
+    return Condition(expression, names, values) if len(expression) <= GUARD_MAX_CHARS else None
 
 
 def check_size(change: Change) -> None:
@@ -112,6 +152,63 @@ class TableWriter:
             except PermanentError as exc:
                 results[change.key_id] = exc
         return valid
+
+    def apply_guarded(self, changes: Iterable[tuple[Change, Image | None]]) -> dict[str, Result]:
+        """Write each change only if the table still holds exactly what was read (`expected`; None: no item).
+
+        The repair rule (verify): nothing written since that read is ever overwritten. In `lww` mode a put
+        is written only if it wins over `expected` on normalised versions (`wins`), so a repair never rolls
+        an item back; the decision is taken here, on the state read, and the condition keeps that state.
+        A condition that fails, or a put that loses, is STALE. When the item has too many attributes to
+        spell out, `lww` guards the raw version stamp it read (`core.versions.unchanged`) and `ordered`
+        refuses (PermanentError): it has nothing else to go by.
+        """
+        plans: list[tuple[Change, Condition | Result]] = []
+        for change, expected in changes:
+            try:
+                check_size(change)
+            except PermanentError as exc:
+                plans.append((change, exc))
+                continue
+            if (
+                self.mode == "lww"
+                and change.op is Op.PUT
+                and not wins(change.version, version_of(expected, self.attrs))
+            ):
+                plans.append((change, Outcome.STALE))
+                continue
+            plans.append((change, self._guard(change, expected)))
+        results: dict[str, Result] = {c.key_id: g for c, g in plans if not isinstance(g, Condition)}
+        conditions = {c.key_id: g for c, g in plans if isinstance(g, Condition)}
+
+        def write(change: Change) -> Result:
+            try:
+                self._count_request()
+                kwargs = conditions[change.key_id].kwargs()
+                if change.op is Op.PUT:
+                    self.client.put_item(TableName=self.table, Item=change.item, **kwargs)
+                else:
+                    self.client.delete_item(TableName=self.table, Key=change.key, **kwargs)
+                return Outcome.APPLIED
+            except ClientError as exc:
+                return Outcome.STALE if error_code(exc) == "ConditionalCheckFailedException" else classify(exc)
+            except Exception as exc:  # noqa: BLE001 - classified
+                return classify(exc)
+
+        self._run_parallel([c for c, g in plans if isinstance(g, Condition)], write, results)
+        return results
+
+    def _guard(self, change: Change, expected: Image | None) -> Condition | PermanentError:
+        guard = same_content(expected, tuple(change.key), change.item)
+        if guard is not None:
+            return guard
+        if self.mode == "lww":
+            return unchanged(expected, self.attrs)
+        return PermanentError(
+            "GuardTooLarge",
+            f"the item has too many attributes ({len(expected or {})}) to guard the write in one "
+            "condition; repair it by hand while writes are frozen",
+        )
 
     # -- ordered: BatchWriteItem --------------------------------------------------------------
     def _ordered(self, changes: list[Change], results: dict[str, Result]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ...core.capacity import RateLimiter, read_units, write_units
 from ...core.codec import Image, decode_image, encode_image, item_size
 from ...core.errors import PermanentError
 from ...core.keys import key_id, shown
@@ -13,7 +14,6 @@ from ...table.tombstones import Tombstones
 from ..settings import BackfillSettings
 from .clients import BackfillClients, Json
 from .progress import ProgressStore
-from .rate import RateLimiter, read_units, write_units
 from .writers import LiveWriter, OverwriteWriter, Written
 
 _LEASE_MARGIN_S = 120

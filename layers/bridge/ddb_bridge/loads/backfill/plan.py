@@ -2,81 +2,39 @@
 
 from __future__ import annotations
 
-import difflib
-import math
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ...core.capacity import default_segments, table_capacity
 from ...core.errors import error_code
+from ...core.inputs import IntField, InvalidInput, flag, input_object, run_id, whole_numbers
 from ...core.observability import MetricUnit, metrics
 from ..settings import BackfillSettings
 from .clients import BackfillClients, Json
 from .progress import ProgressStore
 
 WRITE_MODES = ("live", "overwrite")
-ON_DEMAND_WARM_DEFAULT = {"read": 12000, "write": 4000}  # a new on-demand table's initial throughput
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-
-
-class InvalidInput(ValueError):
-    """The execution input is wrong; the message says which field and what it expects."""
 
 
 # ---- input -------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Int:
-    minimum: int
-    maximum: int
-    default: int | None
-    meaning: str
-
-
 _INTS = {
-    "totalSegments": _Int(1, 1000, None, "parallel-scan segments (default: one per 2 GB, 1 to 64)"),
-    "maxConcurrency": _Int(1, 1000, None, "segments copied at the same time (default: all)"),
-    "throughputPercent": _Int(1, 100, 25, "share of the tables' throughput the backfill may use"),
-    "maxReadUnitsPerSecond": _Int(1, 10_000_000, None, "cap on read units per second, all segments together"),
-    "maxWriteUnitsPerSecond": _Int(1, 10_000_000, None, "cap on write units per second, all segments together"),
-    "pageSize": _Int(1, 10_000, 1000, "items per Scan page"),
-    "callSeconds": _Int(1, 840, 240, "seconds one Lambda call may copy before it hands over"),
+    "totalSegments": IntField(1, 1000, None, "parallel-scan segments (default: one per 2 GB, 1 to 64)"),
+    "maxConcurrency": IntField(1, 1000, None, "segments copied at the same time (default: all)"),
+    "throughputPercent": IntField(1, 100, 25, "share of the tables' throughput the backfill may use"),
+    "maxReadUnitsPerSecond": IntField(1, 10_000_000, None, "cap on read units per second, all segments together"),
+    "maxWriteUnitsPerSecond": IntField(1, 10_000_000, None, "cap on write units per second, all segments together"),
+    "pageSize": IntField(1, 10_000, 1000, "items per Scan page"),
+    "callSeconds": IntField(1, 840, 240, "seconds one Lambda call may copy before it hands over"),
 }
 _OTHER = ("backfillId", "writeMode", "consistentRead", "comment")
 
 
-def _number(name: str, value: Any, spec: _Int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
-        raise InvalidInput(
-            f"{name} must be a whole number from {spec.minimum} to {spec.maximum} ({spec.meaning}), got {value!r}"
-        )
-    number = int(value)
-    if not spec.minimum <= number <= spec.maximum:
-        raise InvalidInput(f"{name} must be from {spec.minimum} to {spec.maximum} ({spec.meaning}), got {number}")
-    return number
-
-
 def parse_input(raw: Any, execution: str) -> Json:
     """The execution input with defaults filled in; InvalidInput names the first bad field."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"the execution input must be a JSON object, got {type(raw).__name__}")
-    for name in raw:
-        if name not in _INTS and name not in _OTHER:
-            close = difflib.get_close_matches(name, [*_INTS, *_OTHER], n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise InvalidInput(f"unknown field {name!r}{hint}; allowed: {', '.join([*_INTS, *_OTHER])}")
-    out: Json = {
-        name: _number(name, raw[name], spec) if raw.get(name) is not None else spec.default
-        for name, spec in _INTS.items()
-    }
-    backfill_id = str(raw.get("backfillId") or execution)
-    if not _ID_RE.match(backfill_id):
-        raise InvalidInput(
-            f"backfillId must be 1-80 of A-Z a-z 0-9 _ . - (it names the checkpoints), got {backfill_id!r}"
-        )
-    out["backfillId"] = backfill_id
+    raw = input_object(raw, [*_INTS, *_OTHER])
+    out: Json = dict(whole_numbers(raw, _INTS))
+    out["backfillId"] = run_id(raw, "backfillId", execution)
     mode = raw.get("writeMode")
     if mode is not None and mode not in WRITE_MODES:
         raise InvalidInput(
@@ -84,36 +42,11 @@ def parse_input(raw: Any, execution: str) -> Json:
             f"'overwrite' (BatchWriteItem, only while nothing else writes the target), got {mode!r}"
         )
     out["writeMode"] = mode
-    consistent = raw.get("consistentRead", True)
-    if not isinstance(consistent, bool):
-        raise InvalidInput(f"consistentRead must be true or false, got {consistent!r}")
-    out["consistentRead"] = consistent
+    out["consistentRead"] = flag(raw, "consistentRead", True)
     return out
 
 
 # ---- capacity ----------------------------------------------------------------------------------------------
-def table_capacity(desc: Json) -> Json:
-    """Read and write units per second the table can take, and where the figure comes from."""
-    billing = (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
-    if billing == "PROVISIONED":
-        pt = desc.get("ProvisionedThroughput") or {}
-        return {
-            "read": int(pt.get("ReadCapacityUnits") or 1),
-            "write": int(pt.get("WriteCapacityUnits") or 1),
-            "basis": "provisioned capacity",
-        }
-    warm = desc.get("WarmThroughput") or {}
-    read = int(warm.get("ReadUnitsPerSecond") or ON_DEMAND_WARM_DEFAULT["read"])
-    write = int(warm.get("WriteUnitsPerSecond") or ON_DEMAND_WARM_DEFAULT["write"])
-    basis = "on-demand warm throughput" if warm else "on-demand initial throughput"
-    limits = desc.get("OnDemandThroughput") or {}
-    if int(limits.get("MaxReadRequestUnits") or -1) > 0:
-        read = min(read, int(limits["MaxReadRequestUnits"]))
-    if int(limits.get("MaxWriteRequestUnits") or -1) > 0:
-        write = min(write, int(limits["MaxWriteRequestUnits"]))
-    return {"read": read, "write": write, "basis": basis}
-
-
 def segment_rates(values: Json, source: Json, target: Json, concurrency: int) -> tuple[float, float]:
     """Read and write units per second for one segment: the share of capacity, capped, split evenly."""
     share = values["throughputPercent"] / 100
@@ -124,12 +57,6 @@ def segment_rates(values: Json, source: Json, target: Json, concurrency: int) ->
     if values["maxWriteUnitsPerSecond"]:
         write = min(write, values["maxWriteUnitsPerSecond"])
     return round(read / concurrency, 3), round(write / concurrency, 3)
-
-
-def default_segments(desc: Json) -> int:
-    """About one segment per 2 GB of table, from 1 to 64."""
-    size = int(desc.get("TableSizeBytes") or 0)
-    return max(1, min(64, math.ceil(size / (2 * 1024**3))))
 
 
 # ---- plan --------------------------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Settings of functions/verify (statemachine/verify.asl.json)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..core.settings import (
+    Env,
+    PeerKeysSettings,
+    SettingsError,
+    TargetSettings,
+    VersionAttrs,
+    _peer_for,
+    cached_loader,
+)
+
+VERIFY_MODES = ("ordered", "lww", "bidirectional")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_RE = re.compile(r"^[\w!.*'()/-]{1,200}$")
+_ATTR_LIST_RE = re.compile(r"^[^,]{1,255}(,[^,]{1,255}){0,99}$")
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """Where the two tables are, how they are replicated, and where verify keeps its state and report."""
+
+    source_table: str
+    source_region: str
+    target: TargetSettings
+    peer: PeerKeysSettings | None
+    mode: str
+    versions: VersionAttrs
+    progress_table: str
+    report_bucket: str
+    report_prefix: str
+    ignore_attributes: frozenset[str]
+    in_flight_seconds: int
+    read_concurrency: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> VerifySettings:
+        """Read every verify setting; raises SettingsError naming the first bad one."""
+        env = Env(environ)
+        source_region = env.region("AWS_REGION")
+        target = TargetSettings.from_env(env)
+        ignore = env.optional(
+            "VERIFY_IGNORE_ATTRIBUTES",
+            pattern=_ATTR_LIST_RE,
+            expects="a comma-separated list of up to 100 attribute names",
+        )
+        settings = cls(
+            source_table=env.table("SOURCE_TABLE_NAME"),
+            source_region=source_region,
+            target=target,
+            peer=_peer_for(env, source_region, target),
+            mode=env.choice("VERIFY_MODE", VERIFY_MODES, "ordered"),
+            versions=VersionAttrs.from_env(env),
+            progress_table=env.table("VERIFY_PROGRESS_TABLE"),
+            report_bucket=env.text("VERIFY_REPORT_BUCKET", pattern=_BUCKET_RE, expects="an S3 bucket name"),
+            report_prefix=env.text(
+                "VERIFY_REPORT_PREFIX",
+                default="ddb-bridge/verify",
+                pattern=_PREFIX_RE,
+                expects="an S3 key prefix such as ddb-bridge/verify",
+            ).strip("/"),
+            ignore_attributes=frozenset(n.strip() for n in (ignore or "").split(",") if n.strip()),
+            in_flight_seconds=env.integer("VERIFY_IN_FLIGHT_SECONDS", 300, minimum=1, maximum=86400),
+            read_concurrency=env.integer("VERIFY_READ_CONCURRENCY", 8, minimum=1, maximum=64),
+        )
+        same_place = source_region == target.region and not target.role_arn and settings.peer is None
+        if same_place and settings.source_table == settings.target.table:
+            raise SettingsError(
+                "SOURCE_TABLE_NAME and TARGET_TABLE_NAME name the same table in the same account and region: "
+                "verify would compare a table with itself"
+            )
+        return settings
+
+
+load_verify_settings = cached_loader(VerifySettings.from_env)
