@@ -52,6 +52,7 @@ def test_the_application_is_the_root_and_one_nested_template_per_capability():
         "templates/full-load.yaml",
         "templates/backfill.yaml",
         "templates/relay.yaml",
+        "templates/verify.yaml",
         "templates/s3.yaml",
         "templates/observability.yaml",
     ]
@@ -148,12 +149,15 @@ def test_every_bucket_and_every_queue_refuses_requests_without_tls():
             p for p in resources("AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == {"Ref": name}
         ]
         assert policy.get("Condition") == bucket.get("Condition"), name
-        bucket_name = bucket["Properties"]["BucketName"]["Ref"]
-        covered = [r["Fn::Sub"] for r in _denies_without_tls(policy["Properties"]["PolicyDocument"], "s3")]
-        assert covered == [
-            f"arn:${{AWS::Partition}}:s3:::${{{bucket_name}}}",
-            f"arn:${{AWS::Partition}}:s3:::${{{bucket_name}}}/*",
-        ], name
+        covered = _denies_without_tls(policy["Properties"]["PolicyDocument"], "s3")
+        if "BucketName" in bucket["Properties"]:  # a named bucket: its ARN built from the name
+            bucket_name = bucket["Properties"]["BucketName"]["Ref"]
+            assert [r["Fn::Sub"] for r in covered] == [
+                f"arn:${{AWS::Partition}}:s3:::${{{bucket_name}}}",
+                f"arn:${{AWS::Partition}}:s3:::${{{bucket_name}}}/*",
+            ], name
+        else:  # a bucket CloudFormation names: its ARN attribute
+            assert covered == [{"Fn::GetAtt": [name, "Arn"]}, {"Fn::Sub": f"${{{name}.Arn}}/*"}], name
     for name in queues:
         (policy,) = [
             p for p in resources("AWS::SQS::QueuePolicy").values() if p["Properties"]["Queues"] == [{"Ref": name}]
@@ -180,6 +184,8 @@ def test_what_holds_records_in_flight_is_kept_when_the_stack_goes():
         "BucketBackfillProgressTable",
         "BucketParkingQueue",
         "ReplicatorProgressTable",  # progress.yaml: the drain's checkpoint and freeze time, read by the gate
+        "VerifyProgressTable",  # verify.yaml: checkpoints of a verify (resumable per segment)
+        "VerifyReportBucket",  # verify.yaml: the reports the gate and the operator read
     }
     holders = {
         **resources("AWS::SQS::Queue"),
@@ -263,7 +269,7 @@ def test_every_function_and_workflow_has_its_own_scoped_role():
                     assert own_logs[0]["Resource"] == {"Fn::GetAtt": [group, "Arn"]}, role_name
                     for s in own_logs[1:]:  # only the import's own logs, which DynamoDB writes for it
                         assert s["Sid"] == "ImportLogsInThisAccount", f"{role_name} writes other logs"
-    assert len(seen_roles) == len(set(seen_roles)) == 10, "one role per function and per workflow"
+    assert len(seen_roles) == len(set(seen_roles)) == 12, "one role per function and per workflow"
 
 
 def test_no_role_or_user_anywhere_gets_a_managed_policy_or_a_kms_grant():
@@ -389,7 +395,13 @@ def test_the_functions_that_call_the_other_side_may_run_in_a_vpc():
             if "VpcConfig" in r["Properties"]:
                 in_vpc.add(fn)
                 assert r["Properties"]["VpcConfig"]["Fn::If"][0] == "HasVpc", fn
-    assert in_vpc == {"TableReplicatorFunction", "StreamRelayFunction", "FullLoadControlFunction", "BackfillFunction"}
+    assert in_vpc == {
+        "TableReplicatorFunction",
+        "StreamRelayFunction",
+        "FullLoadControlFunction",
+        "BackfillFunction",
+        "VerifyFunction",
+    }
 
 
 # ---- the application's wiring: root -> nested templates ----------------------------------------------------

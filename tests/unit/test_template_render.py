@@ -21,7 +21,13 @@ from scripts.render_template import (
 
 RENDERS = {name: render_scenario(scenario) for name, scenario in SCENARIOS.items()}
 ROOT_TEMPLATE = application()[0].body
-CALL_THE_OTHER_SIDE = {"TableReplicatorFunction", "StreamRelayFunction", "FullLoadControlFunction", "BackfillFunction"}
+CALL_THE_OTHER_SIDE = {
+    "TableReplicatorFunction",
+    "StreamRelayFunction",
+    "FullLoadControlFunction",
+    "BackfillFunction",
+    "VerifyFunction",
+}
 STAR_ONLY_FOR_FUNCTIONS = {
     "xray:PutTraceSegments",  # X-Ray's trace actions have no resource-level permissions
     "xray:PutTelemetryRecords",
@@ -53,7 +59,7 @@ def as_list(value: Any) -> list[Any]:
 
 def test_every_nested_stack_exists_only_in_the_scenarios_that_can_run_it():
     deployed = {name: sorted(rendered) for name, rendered in RENDERS.items()}
-    shared, table, full, back, relay, buckets, progress, watch = (
+    shared, table, full, back, relay, buckets, progress, watch, verify = (
         "templates/shared.yaml",
         "templates/table-replication.yaml",
         "templates/full-load.yaml",
@@ -62,16 +68,18 @@ def test_every_nested_stack_exists_only_in_the_scenarios_that_can_run_it():
         "templates/s3.yaml",
         "templates/progress.yaml",
         "templates/observability.yaml",
+        "templates/verify.yaml",
     )
     every = ["template.yaml", shared, watch]  # the queues and the dashboard/alarms, in every scenario
-    one_way = [*every, progress, table]  # the replicator and its progress table go together
+    # the replicator and its progress table go together; verify wherever both tables are named
+    one_way = [*every, progress, table, verify]
     assert deployed == {
         "one-way-cross-account": sorted(one_way),
         "one-way-same-account": sorted([*one_way, back]),
         "one-way-china-vpc": sorted([*one_way, back]),
         "full-load": sorted([*one_way, full, back]),
         "full-load-same-account-vpc": sorted([*one_way, full, back]),
-        "full-load-cross-partition": sorted([*every, full, relay]),
+        "full-load-cross-partition": sorted([*every, full, relay, verify]),
         "bidirectional-secret": sorted([*every, relay]),
         "bidirectional-parameter": sorted([*every, relay]),
         "bidirectional-prefix-vpc": sorted([*every, relay]),

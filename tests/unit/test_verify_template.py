@@ -49,7 +49,9 @@ def test_least_privilege_and_partition_aware_arns() -> None:
     assert len(found) > 10
     for statement in found:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        assert all(a != "*" and not str(a).endswith(":*") for a in actions), statement
+        # no wildcard grant: a Deny of every action without TLS (s3:*) is the one place a wildcard belongs
+        allows = statement["Effect"] == "Allow"
+        assert all(a != "*" and not (allows and str(a).endswith(":*")) for a in actions), statement
         if statement["Effect"] == "Allow" and statement.get("Resource") == "*":
             # only services without resource-level permissions
             assert all(a.split(":")[0] in ("logs", "xray", "ec2") for a in actions), statement
@@ -77,7 +79,7 @@ def test_checkpoints_and_reports_are_kept_safe() -> None:
     assert bucket["LifecycleConfiguration"]["Rules"][0]["Prefix"] == "ddb-bridge/verify/"
     (deny,) = statements(of_type(template, "AWS::S3::BucketPolicy")["VerifyReportBucketPolicy"])
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert {"s3:GetObject", "s3:PutObject"} <= set(deny["Action"])
+    assert deny["Action"] == "s3:*" and deny["Principal"] == "*"  # every request without TLS is refused
 
 
 def test_logs_tracing_alarm_and_layer() -> None:
@@ -120,14 +122,16 @@ def test_the_function_environment_is_what_the_settings_read() -> None:
     assert settings.report_prefix == "ddb-bridge/verify" and settings.target.role_arn
 
 
-def test_target_account_grants_verify_reads_only() -> None:
+def test_target_account_grants_verify_reads_and_the_repairs_delete_only() -> None:
     template = load("target-account.yaml")
     policy = template["Resources"]["TargetLoaderVerifyReadPolicy"]
     assert policy["Condition"] == "HasLoader" and policy["Properties"]["RoleName"] == {"Ref": "TargetLoaderRole"}
-    (statement,) = statements(policy)
-    assert set(statement["Action"]) == {
+    reads, deletes = statements(policy)
+    assert set(reads["Action"]) == {
         "dynamodb:GetItem",
         "dynamodb:BatchGetItem",
         "dynamodb:Scan",
         "dynamodb:DescribeTable",
     }
+    # a repair removes an item the source lacks (guarded by what verify read); nothing else is added
+    assert deletes["Action"] == "dynamodb:DeleteItem" and deletes["Resource"] == reads["Resource"]
