@@ -164,7 +164,7 @@ def verify_report(result: verify_run.VerifyResult, *, samples: int = 5) -> list[
     lines = [
         f"verify {o.get('verifyId', '?')}: {verify_run.summary(o)}",
         f"  started {when(result.started_at_ms)}, {o.get('seconds', '?')} s"
-        + (f", {o['segments']} segments" if o.get("segments") else "")
+        + (f", segments {o['segments']}" if o.get("segments") else "")
         + (f", mode {o['mode']}" if o.get("mode") else "")
         + (f", {o['itemsPerSecond']:,} items/s" if isinstance(o.get("itemsPerSecond"), int | float) else ""),
         f"  clean: {'yes' if result.clean else 'NO'}",
@@ -322,10 +322,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
 # ---- bucket-compare ----------------------------------------------------------------------------------------
 def cmd_bucket_compare(args: argparse.Namespace) -> int:
     """Compare two buckets (the stack's pair by default), read-only; exit 0 only when they are equal."""
-    session, stack = session_of(args), None
-    if args.stack_name:
-        op = operator(args)
-        session = op.session
+    op = optional_stack(args)
+    session, stack = (op.session if op else session_of(args)), None
+    if op is not None:
         function = op.stack.get(bucket_compare.BUCKET_REPLICATOR)
         if function:
             stack = bucket_compare.stack_buckets(op.client("lambda"), function)
