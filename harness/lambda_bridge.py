@@ -65,10 +65,9 @@ class _Pool:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cold_starts: int = 0
     setup: list[Callable[[LocalFunction], None]] = field(default_factory=list)
-    factory: Callable[[], LocalFunction] | None = None  # a harness stand-in instead of functions/<name>
 
     def new(self) -> LocalFunction:
-        return self.factory() if self.factory else LocalFunction(self.name, self.env)
+        return LocalFunction(self.name, self.env)
 
     def take(self) -> LocalFunction:
         with self.lock:
@@ -106,14 +105,10 @@ class LambdaBridge:
         warm: int = 1,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         lambda_client: Any | None = None,
-        factory: Callable[[], LocalFunction] | None = None,
     ) -> str:
-        """Create `functions/<name>` in moto (a placeholder zip) and route its invocations here; returns the ARN.
-
-        `factory` makes each sandbox instead (a harness stand-in for a function another branch provides).
-        """
+        """Create `functions/<name>` in moto (a placeholder zip) and route its invocations here; returns the ARN."""
         function_name = function_name or name
-        pool = _Pool(name, dict(env), timeout_s, factory=factory)
+        pool = _Pool(name, dict(env), timeout_s)
         for _ in range(warm):
             pool.give_back(pool.new())
             pool.cold_starts += 1

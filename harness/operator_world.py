@@ -2,10 +2,13 @@
 
 The stack is a real CloudFormation stack in moto, so the CLI reads it the way it reads a deployed one:
 DescribeStacks on the root, then ListStackResources and DescribeStacks on each nested stack. SAM's
-transform does not run in moto, so the root is a stand-in whose outputs are parameters; its nested stacks
-are `templates/progress.yaml` as it is (the replicator's progress table) and a stand-in of the verify app
-(output `VerifyStateMachineArn`). The progress table's name is NOT surfaced by the root, so the CLI's
-fallback to nested stacks is exercised on every run.
+transform does not run in moto, so the root is a stack whose outputs are its parameters; its nested stacks
+are `templates/progress.yaml` as it is (the replicator's progress table) and the verify application's
+outputs (`VerifyStateMachineArn`, `VerifyProgressTableName`, `VerifyReportBucketName`), which name the
+verify workflow deployed as `harness/verify.py` deploys it: statemachine/verify.asl.json executed by
+moto's Step Functions, its Lambda tasks running functions/verify through the Lambda bridge, its progress
+table and report bucket. Neither name is surfaced by the root, so the CLI's fallback to nested stacks is
+exercised on every run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from .lambdas import LocalFunction
 from .load_world import LoadWorld, TableShape, create_bucket, load_world
 from .moto_server import SOURCE_ACCOUNT
 from .streams import StreamPoller, sqs_on_failure
-from .verify_standin import deploy_verify_standin
+from .verify import create_verify_resources, progress_table, report_bucket, verify_machine
 from .workflows import ReplicationWatcher
 from .world import EXTERNAL_ID, SOURCE_REGION
 
@@ -67,7 +70,7 @@ def deploy_stack(
             "Properties": {"TemplateURL": _template_url(session, f"{name}/{logical}", body), "Parameters": parameters},
         }
     template = {
-        "Description": "Stand-in for the deployed ddb-bridge root stack (harness): outputs as parameters",
+        "Description": "The deployed ddb-bridge root stack as the CLI reads it (harness): outputs as parameters",
         "Parameters": {f"P{i}": {"Type": "String"} for i in range(len(outputs))},
         "Resources": resources,
         "Outputs": {key: {"Value": {"Ref": f"P{i}"}} for i, key in enumerate(outputs)},
@@ -85,23 +88,42 @@ def deploy_stack(
     return found
 
 
-VERIFY_APP = json.dumps(
-    {
-        "Description": "Stand-in for templates/verify.yaml (harness): the verify workflow's outputs",
-        "Parameters": {"VerifyStateMachineArn": {"Type": "String"}},
+VERIFY_OUTPUTS = ("VerifyStateMachineArn", "VerifyProgressTableName", "VerifyReportBucketName")
+
+
+def verify_app(outputs: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The nested stack of templates/verify.yaml as the CLI sees it: its outputs (moto runs no SAM transform).
+
+    Returns (template body, parameters) for `deploy_stack`'s `nested`.
+    """
+    template = {
+        "Description": "The verify application's outputs (harness): templates/verify.yaml's, naming what it deployed",
+        "Parameters": {key: {"Type": "String"} for key in outputs},
         "Resources": {
             "Marker": {
                 "Type": "AWS::SSM::Parameter",
                 "Properties": {
                     "Name": {"Fn::Sub": "/ddb-bridge-local/${AWS::StackName}"},
                     "Type": "String",
-                    "Value": "verify stand-in",
+                    "Value": "verify outputs",
                 },
             }
         },
-        "Outputs": {"VerifyStateMachineArn": {"Value": {"Ref": "VerifyStateMachineArn"}}},
+        "Outputs": {key: {"Value": {"Ref": key}} for key in outputs},
     }
-)
+    return json.dumps(template), dict(outputs)
+
+
+def deploy_verify(world: LoadWorld, stack: str) -> dict[str, str]:
+    """The verify workflow of `stack` (`<stack>-verify`, as the template names it), and its outputs.
+
+    Its function reaches the target as the full load's does (the loader role, or the peer's keys).
+    """
+    create_verify_resources(world)
+    machine = verify_machine(
+        world, name=f"{stack}-verify", function_name=f"{stack}-verify", POWERTOOLS_SERVICE_NAME=f"{stack}-verify"
+    )
+    return dict(zip(VERIFY_OUTPUTS, (machine, progress_table(world), report_bucket(world)), strict=True))
 
 
 def long_running_machine(label: str) -> str:
@@ -127,6 +149,7 @@ class OperatedWorld:
     progress_table: str
     on_failure_url: str
     verify_machine: str
+    report_bucket: str
     full_load_machine: str
     backfill_machine: str
     _feeder: threading.Thread | None = None
@@ -159,9 +182,7 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
     on_failure = world.sqs.create_queue(QueueName=f"{world.name}-on-failure")["QueueUrl"]
     stack = f"ddb-bridge-{world.name}"
     function = f"{stack}-TableReplicator"  # a name of its own, as a deployed stack's function has
-    verify = deploy_verify_standin(
-        lambda: (world.source, world.source_table, world.target, world.target_table), lambda_client=world.lambda_
-    )
+    verify = deploy_verify(world, stack)
     full_load, backfill = long_running_machine("full-load"), long_running_machine("backfill")
     nested = deploy_stack(
         stack,
@@ -174,12 +195,12 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
         },
         {
             "Progress": ((ROOT / "templates" / "progress.yaml").read_text(), {}),
-            "Verify": (VERIFY_APP, {"VerifyStateMachineArn": verify}),
+            "Verify": verify_app(verify),
         },
     )
-    progress_table = nested["Progress"]["ReplicatorProgressTableName"]
+    progress = nested["Progress"]["ReplicatorProgressTableName"]
     env = world.replicator_env(
-        PROGRESS_TABLE_NAME=progress_table, POWERTOOLS_SERVICE_NAME=service or f"{stack}-table-replicator"
+        PROGRESS_TABLE_NAME=progress, POWERTOOLS_SERVICE_NAME=service or f"{stack}-table-replicator"
     )
     function_arn = BRIDGE.deploy("table_replicator", env, function_name=function, warm=0, lambda_client=world.lambda_)
     replicator = LocalFunction("table_replicator", env)
@@ -201,7 +222,17 @@ def operated_world(*, batch_size: int = 100, service: str | None = None) -> Oper
         function_arn=function_arn,  # what Lambda writes in an on-failure message
     )
     return OperatedWorld(
-        world, stack, function, replicator, poller, progress_table, on_failure, verify, full_load, backfill
+        world,
+        stack,
+        function,
+        replicator,
+        poller,
+        progress,
+        on_failure,
+        verify["VerifyStateMachineArn"],
+        verify["VerifyReportBucketName"],
+        full_load,
+        backfill,
     )
 
 

@@ -51,10 +51,21 @@ def verify_env(world: LoadWorld, **overrides: str) -> dict[str, str]:
     return {k: v for k, v in {**env, **overrides}.items() if v != ""}
 
 
-def verify_machine(world: LoadWorld, *, warm: int = 1, **env_overrides: str) -> str:
-    """The verify function deployed, and the verify state machine created; returns the machine's ARN."""
-    arn = BRIDGE.deploy("verify", verify_env(world, **env_overrides), lambda_client=world.lambda_, warm=warm)
-    return create_state_machine("verify", {"VerifyFunctionArn": arn}, name=f"verify-{uuid.uuid4().hex[:6]}")
+def verify_machine(
+    world: LoadWorld, *, warm: int = 1, name: str | None = None, function_name: str | None = None, **env_overrides: str
+) -> str:
+    """The verify function deployed, and the verify state machine created; returns the machine's ARN.
+
+    `name` and `function_name` name them as a stack does (`<stack>-verify`); by default, uniquely.
+    """
+    arn = BRIDGE.deploy(
+        "verify",
+        verify_env(world, **env_overrides),
+        function_name=function_name,
+        lambda_client=world.lambda_,
+        warm=warm,
+    )
+    return create_state_machine("verify", {"VerifyFunctionArn": arn}, name=name or f"verify-{uuid.uuid4().hex[:6]}")
 
 
 def read_report(world: LoadWorld, uri: str) -> list[dict[str, Any]]:

@@ -5,10 +5,9 @@ CLI reads (its queues, the replicator's progress table, the verify workflow), an
 moto's CloudWatch. `run_cutover(...)` runs once live replication has caught up, with the writers still going:
 status, verify, freeze the writes, drain, verify, cutover-check, deploy the reverse stack, switch the writers,
 rehearse a rollback (changes on the new side flow back to the old table, drained and compared), clean up.
-Every operator step is the installed `ddb-bridge` command, printed before it runs.
-
-The verify workflow here is the harness stand-in (harness/verify_standin.py) until the verify workflow is
-merged: the same contract, a real item-by-item comparison.
+Every operator step is the installed `ddb-bridge` command, printed before it runs. The verify workflow is
+statemachine/verify.asl.json as `harness/verify.py` deploys it (Step Functions in moto runs the ASL, its
+Lambda tasks run functions/verify), reaching the target account through the loader role.
 """
 
 from __future__ import annotations
@@ -32,14 +31,16 @@ sys.path[:0] = [str(ROOT / "layers" / "bridge"), str(ROOT)]
 from ddb_bridge.ops import verify_run  # noqa: E402
 from harness import emf  # noqa: E402
 from harness.load_world import LoadWorld  # noqa: E402
-from harness.operator_world import VERIFY_APP, deploy_reverse, deploy_stack  # noqa: E402
-from harness.verify_standin import deploy_verify_standin  # noqa: E402
+from harness.operator_world import deploy_reverse, deploy_stack, deploy_verify, verify_app  # noqa: E402
 from harness.workflows import ReplicationWatcher  # noqa: E402
 from harness.workload import LiveTraffic  # noqa: E402
 from harness.world import scan_all  # noqa: E402
 
 Log = Callable[[str, str], None]
 ROLLBACK_SECONDS = float(os.environ.get("DEMO_ROLLBACK_SECONDS", "3"))
+# A difference seen while the writers write is read again after this delay: above the demo's replication lag
+# (p99 well under a second here, a few seconds while the verify shares moto's one process), so only real ones count.
+RECHECK_WHILE_WRITING_S = 5
 
 
 class Operations:
@@ -67,15 +68,13 @@ class Operations:
 
 
 def deploy_operations(world: LoadWorld, full_load_machine: str) -> Operations:
-    """The stack (stand-in root, templates/progress.yaml nested, verify app), before the replicator exists."""
+    """The stack (root, templates/progress.yaml nested, the verify workflow), before the replicator exists."""
     cleanup = contextlib.ExitStack()
     metrics = cleanup.enter_context(emf.capture())  # the functions' EMF -> CloudWatch, as on AWS
     workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="ddb-bridge-demo-")))
     on_failure = world.sqs.create_queue(QueueName=f"{world.name}-on-failure")["QueueUrl"]
-    verify = deploy_verify_standin(
-        lambda: (world.source, world.source_table, world.target, world.target_table), lambda_client=world.lambda_
-    )
     stack = f"ddb-bridge-{world.name}"
+    verify = deploy_verify(world, stack)
     nested = deploy_stack(
         stack,
         {
@@ -86,11 +85,11 @@ def deploy_operations(world: LoadWorld, full_load_machine: str) -> Operations:
         },
         {
             "Progress": ((ROOT / "templates" / "progress.yaml").read_text(), {}),
-            "Verify": (VERIFY_APP, {"VerifyStateMachineArn": verify}),
+            "Verify": verify_app(verify),
         },
     )
     env = {"PROGRESS_TABLE_NAME": nested["Progress"]["ReplicatorProgressTableName"]}
-    return Operations(stack, env, verify, workdir, metrics, cleanup)
+    return Operations(stack, env, verify["VerifyStateMachineArn"], workdir, metrics, cleanup)
 
 
 def ddb_bridge(log: Log, *args: str) -> int:
@@ -133,15 +132,15 @@ def _run(
     log("cut-over", "runbook step 2, caught up: the replicator's status while the writers still write")
     ddb_bridge(log, "status", *stack)
     log("cut-over", "runbook step 3, verify while writing (differences still in flight are re-read, not counted)")
-    ddb_bridge(log, "verify", *stack)
+    ddb_bridge(log, "verify", *stack, "--recheck-delay-seconds", str(RECHECK_WHILE_WRITING_S))
 
     traffic.stop()
     frozen_at = int(time.time() * 1000)
     log("cut-over", f"runbook step 4, writes frozen at {iso(frozen_at)} ({traffic.written} changes made in all)")
     log("cut-over", "runbook step 5, drain: wait until every change written before the freeze is applied")
     drained = ddb_bridge(log, "drain", *stack, "--frozen-at", iso(frozen_at))
-    log("cut-over", "runbook step 6, verify after the freeze: the one the gate reads")
-    verified = ddb_bridge(log, "verify", *stack)
+    log("cut-over", "runbook step 6, verify after the freeze: the one the gate reads (nothing is in flight now)")
+    verified = ddb_bridge(log, "verify", *stack, "--recheck-delay-seconds", "0")
     log("cut-over", "runbook step 7, the gate")
     gate = ddb_bridge(log, "cutover-check", *stack)
     last = verify_run.latest(boto3.client("stepfunctions"), ops.verify_machine, status="SUCCEEDED")

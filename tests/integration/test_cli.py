@@ -1,8 +1,8 @@
-"""`ddb-bridge` against a deployed stand-in stack on moto: stack outputs, status, drain, verify, the gate, resync.
+"""`ddb-bridge` against a deployed stack on moto: stack outputs, status, drain, verify, the gate, resync, recover.
 
-The verify workflow is a stand-in (harness/verify_standin.py) until the verify branch is merged: a state
-machine returning the contract's output shape from a real item-by-item comparison. Switching to the real
-workflow changes `harness.operator_world.operated_world` only; these tests stay as they are.
+The verify behind the stack's `VerifyStateMachineArn` is the real workflow (statemachine/verify.asl.json
+run by moto's Step Functions, functions/verify behind the Lambda bridge, reaching the target account by
+the loader role): `harness.operator_world`.
 """
 
 from __future__ import annotations
@@ -11,22 +11,27 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import boto3
 import pytest
 
+from ddb_bridge.ops import cli as cli_module
 from ddb_bridge.ops.cli import ERROR, NOT_OK, OK, TIMED_OUT, main
+from ddb_bridge.ops.console import ProgressBar
 from harness import emf
+from harness.lambda_bridge import BRIDGE
 from harness.operator_world import (
-    VERIFY_APP,
     OperatedWorld,
     deploy_reverse,
     deploy_stack,
     long_running_machine,
     operated_world,
+    verify_app,
 )
+from harness.verify import read_report
 from harness.world import scan_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,46 +174,142 @@ def test_drain_names_batches_in_the_on_failure_queue(aws, capsys):
 
 
 # ---- verify ----------------------------------------------------------------------------------------------------
-def test_verify_exits_0_when_clean_and_1_with_the_differences_when_not(aws, capsys):
+def report_line(out: str) -> str:
+    """The verify's report (s3://bucket/key) as the CLI printed it."""
+    return next(line.split("full report: ", 1)[1] for line in out.splitlines() if "full report: " in line)
+
+
+def test_verify_exits_0_when_clean_and_1_with_the_differences_and_repair_converges(aws, capsys):
     ow = operated_world()
     write(ow, 10)
     ow.poller.drain()
     code, out, _ = cli(capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1")
     assert code == OK and "compared 10: 0 missing, 0 extra, 0 different" in out and "clean: yes" in out
-    # a verify resumed with the same verifyId is a new execution (names are unique), under the same id
+    assert read_report(ow.world, report_line(out)) == []  # the report is always written; empty when clean
+    # a verify resumed with the same verifyId is a new execution (names are unique), under the same id: it
+    # resumes from its checkpoints and keeps its first start
+    started = set()
     for _ in range(2):
         code, out, _ = cli(
             capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1", "--verify-id", "nightly"
         )
         assert code == OK and "verify nightly: compared 10" in out
-    # WHEN the target gains an item the source does not have, and loses one
-    ow.world.target.put_item(TableName=ow.world.target_table, Item={"pk": {"S": "only-in-target"}})
-    ow.world.target.delete_item(TableName=ow.world.target_table, Key={"pk": {"S": "k3"}})
+        started.add(next(line for line in out.splitlines() if line.startswith("  started ")).split(",")[0])
+    assert len(started) == 1
+    # WHEN the target gains an item the source does not have, loses one, and holds one differently
+    target, table = ow.world.target, ow.world.target_table
+    target.put_item(TableName=table, Item={"pk": {"S": "only-in-target"}})
+    target.delete_item(TableName=table, Key={"pk": {"S": "k3"}})
+    target.put_item(TableName=table, Item={"pk": {"S": "k5"}, "n": {"N": "555"}})
     code, out, _ = cli(
         capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1", "--repair", "--recheck-delay-seconds", "0"
     )
-    # THEN verify exits 1 and shows the keys
+    # THEN verify exits 1 and shows the keys, and its report in S3 names each one with what the repair did
     assert code == NOT_OK
-    assert "1 missing, 1 extra" in out and "clean: NO" in out
+    assert "1 missing, 1 extra, 1 different, 3 repaired" in out and "clean: NO" in out
     assert 'missing: {"pk":{"S":"k3"}}' in out and 'extra: {"pk":{"S":"only-in-target"}}' in out
-    assert "(repair on)" in out
+    assert 'different: {"pk":{"S":"k5"}}' in out
+    assert "(repair on)" in out and "verify again to see the tables clean" in out
+    lines = read_report(ow.world, report_line(out))
+    assert {(json.dumps(line["key"]), line["class"], line["repair"]) for line in lines} == {
+        ('{"pk": {"S": "k3"}}', "missing", "repaired"),
+        ('{"pk": {"S": "only-in-target"}}', "extra", "repaired"),
+        ('{"pk": {"S": "k5"}}', "different", "repaired"),
+    }
     sfn = boto3.client("stepfunctions")
     newest = max(sfn.list_executions(stateMachineArn=ow.verify_machine)["executions"], key=lambda e: e["startDate"])
     assert json.loads(sfn.describe_execution(executionArn=newest["executionArn"])["input"]) == {
         "repair": True,
         "recheckDelaySeconds": 0,
     }
+    # AND the repair converged: the next verify is clean, the tables equal
+    code, out, _ = cli(capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1")
+    assert code == OK and "compared 10: 0 missing, 0 extra, 0 different" in out and "clean: yes" in out
+    assert scan_all(target, table) == scan_all(ow.world.source, ow.world.source_table)
+
+
+def test_verify_follows_the_workflows_progress_and_status_shows_a_running_verify(aws, capsys, monkeypatch):
+    # GIVEN a target that lacks one of 30 items, and a verify whose target pass waits until the test has looked
+    ow = operated_world()
+    write(ow, 30)
+    ow.poller.drain()
+    ow.world.target.delete_item(TableName=ow.world.target_table, Key={"pk": {"S": "k3"}})
+    release = threading.Event()
+
+    def hold_the_target_pass(event: dict) -> None:
+        if event.get("action") == "scan" and event.get("side") == "target":
+            release.wait(60)
+
+    shown: list[str] = []
+    looked: dict[str, str] = {}
+
+    class Terminal(ProgressBar):
+        """Every redraw the operator's terminal would show; while the target pass waits, `status` is asked."""
+
+        def update(self, fraction: float | None, text: str) -> None:
+            shown.append(text)
+            if "phase target" in text and not release.is_set():
+                looked["verify"] = capsys.readouterr().out
+                looked["status code"] = str(main(["status", "--stack-name", ow.stack, "--json"]))
+                looked["status"] = capsys.readouterr().out
+                release.set()
+
+    monkeypatch.setattr(cli_module, "ProgressBar", Terminal)
+    BRIDGE.hooks[f"{ow.stack}-verify"] = hold_the_target_pass
+    try:
+        # WHEN the operator runs verify
+        code, out, _ = cli(
+            capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.05", "--recheck-delay-seconds", "0"
+        )
+    finally:
+        release.set()
+        BRIDGE.hooks.pop(f"{ow.stack}-verify")
+    # THEN it showed the workflow's own progress: the source pass done, one candidate, the target pass to go
+    assert any("phase target, segments 0/1, compared 30, candidates 1 (missing 1, extra 0" in t for t in shown), shown
+    # AND status showed the running verify with that progress
+    assert looked["status code"] == "0"
+    (status,) = json.loads(looked["status"])
+    assert status["verify"]["status"] == "RUNNING" and "phase target" in status["verify"]["progress"]
+    # AND the report it printed at the end is the real one
+    assert code == NOT_OK and "compared 30: 1 missing, 0 extra, 0 different" in looked["verify"] + out
+    assert [line["key"] for line in read_report(ow.world, report_line(out))] == [{"pk": {"S": "k3"}}]
+    code, text, _ = cli(capsys, "status", "--stack-name", ow.stack)
+    assert "SUCCEEDED NOT clean" in text and "compared 30: 1 missing" in text
 
 
 def test_verify_that_fails_exits_3_and_one_still_running_at_the_timeout_exits_4(aws, capsys):
     running = long_running_machine("verify")
-    deploy_stack("slow-verify", {}, {"Verify": (VERIFY_APP, {"VerifyStateMachineArn": running})})
+    deploy_stack("slow-verify", {}, {"Verify": verify_app({"VerifyStateMachineArn": running})})
     code, out, _ = cli(capsys, "verify", "--stack-name", "slow-verify", "--timeout", "0.3", "--poll-seconds", "0.1")
     assert code == TIMED_OUT and "is still running" in out
     ow = operated_world()
+    write(ow, 5)
+    ow.poller.drain()
+
+    def unreachable_target(event: dict) -> None:
+        if event.get("action") == "scan" and event.get("side") == "target":
+            raise RuntimeError("the target account cannot be reached")
+
+    # a verify whose target pass fails: exit 3, with the verifyId that resumes it
+    BRIDGE.hooks[f"{ow.stack}-verify"] = unreachable_target
+    try:
+        code, out, _ = cli(capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1")
+    finally:
+        BRIDGE.hooks.pop(f"{ow.stack}-verify")
+    assert code == ERROR and "verify did not finish" in out, out
+    (verify_id,) = [line.split("--verify-id ")[1].split()[0] for line in out.splitlines() if "--verify-id " in line]
+    # once the cause is gone, the same verifyId resumes it (the source pass is not done again) and it ends clean
+    code, out, _ = cli(capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1", "--verify-id", verify_id)
+    assert code == OK and f"verify {verify_id}: compared 5: 0 missing, 0 extra, 0 different" in out
+    # bad input and a missing table fail at once, and there is nothing to resume
+    code, out, _ = cli(
+        capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1", "--throughput-percent", "150"
+    )
+    assert code == ERROR and "Invalid input: throughputPercent must be from 1 to 100" in out
     ow.world.source.delete_table(TableName=ow.world.source_table)  # the comparison cannot read the source
     code, out, _ = cli(capsys, "verify", "--stack-name", ow.stack, "--poll-seconds", "0.1")
-    assert code == ERROR and "verify did not finish" in out
+    assert code == ERROR and f"the source table {ow.world.source_table} does not exist" in out
+    assert "--verify-id" not in out
 
 
 # ---- the cut-over gate -------------------------------------------------------------------------------------------

@@ -145,7 +145,9 @@ def test_compare_reports_missing_extra_and_different(aws: Any, capsys: Any) -> N
     report = compare_buckets(world.s3, world.target, pair, ranges=4)
     assert (report.missing, report.extra, report.different, report.objects) == (1, 1, 1, 18)
     assert report.samples == {"missing": [keys[3]], "extra": ["c/extra"], "different": [keys[7]]}
-    code = main(["--source-bucket", world.source_bucket, "--target-bucket", world.target_bucket, "--ranges", "3"])
+    code = main(
+        ["--source-bucket", world.source_bucket, "--target-bucket", world.target_bucket, "--ranges", "3", "--json"]
+    )
     assert code == 1 and '"missing": 1' in capsys.readouterr().out
 
 

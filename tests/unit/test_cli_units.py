@@ -9,8 +9,9 @@ import pytest
 from ddb_bridge.ops import cli, gate
 from ddb_bridge.ops.console import ProgressBar, bar, parse_time
 from ddb_bridge.ops.verify_run import VerifyResult, progress_text, verify_input
+from ddb_bridge.verify.progress import VerifyProgress
 
-COMMANDS = ["status", "verify", "drain", "cutover-check", "replay", "resync", "recover"]
+COMMANDS = ["status", "verify", "drain", "cutover-check", "replay", "resync", "recover", "bucket-compare"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -42,9 +43,9 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage: ddb-bridge" in capsys.readouterr().err
 
 
-def test_replay_without_a_stack_or_a_queue_says_what_to_give(capsys, monkeypatch):
+def test_replay_without_a_stack_or_a_queue_is_a_usage_error_that_says_what_to_give(capsys, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    assert cli.main(["replay", "--function", "f"]) == cli.ERROR
+    assert cli.main(["replay", "--function", "f"]) == cli.USAGE
     assert "give --queue-url, or --stack-name" in capsys.readouterr().err
 
 
@@ -91,13 +92,18 @@ def test_verify_input_carries_only_what_was_given():
 
 
 def test_verify_progress_text_from_the_workflows_progress():
-    class Progress:
-        segments_total, segments_done, compared = 8, 2, 1200
-        missing, extra, different, in_flight, phase = 1, 0, 2, 3, "target"
-
-    fraction, text = progress_text("RUNNING", Progress())
+    # while the segments are compared, differences are candidates (seen once)
+    fraction, text = progress_text("RUNNING", VerifyProgress(8, 2, 1200, 1, 0, 2, 0, "target"))
     assert fraction == 0.25
-    assert "segments 2/8" in text and "differences 3" in text and "in flight 3" in text and "phase target" in text
+    assert "phase target, segments 2/8" in text and "compared 1,200" in text and "candidates 3 (missing 1" in text
+    assert "in flight" not in text
+    # from the recheck on, confirmed differences, in flight and settled
+    fraction, text = progress_text("RUNNING", VerifyProgress(8, 8, 1200, 1, 0, 0, 3, "recheck", settled=4))
+    assert fraction == 1.0 and "differences 1 (missing 1" in text and "in flight 3, settled 4" in text
+    text = progress_text("RUNNING", VerifyProgress(2, 1, 10, 1, 1, 0, 0, "repair", repaired=1, unrepaired=1))[1]
+    assert "repaired 1, unrepaired 1" in text
+    # right after the start, before the plan: no fraction yet
+    assert progress_text("RUNNING", VerifyProgress(0, 0, 0, 0, 0, 0, 0, "source")) == (None, "running, planning")
     assert progress_text("RUNNING", None)[0] is None
 
 

@@ -1,6 +1,7 @@
-"""`ddb-bridge`: the operator's command line (status, verify, drain, the cut-over gate, replay, resync, recover).
+"""`ddb-bridge`: the operator's command line (status, verify, drain, cutover-check, replay, resync, recover, ...).
 
-Every command reads what it needs from the stack's outputs (`--stack-name`), so nobody types an ARN.
+Every command reads what it needs from the stack's outputs (`--stack-name`), so nobody types an ARN; bucket-compare
+compares the stack's bucket pair, or any two buckets.
 Installed as a console script by `pip install .` (pyproject.toml); `python -m ddb_bridge.ops.cli` is the same.
 """
 
@@ -16,8 +17,9 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, ProfileNotFound
 
 from ..core.clients import client_config
-from . import gate, verify_run
-from .console import ProgressBar, duration, parse_time, when
+from ..s3.compare import compare_buckets
+from . import bucket_compare, gate, verify_run
+from .console import ProgressBar, UsageError, duration, parse_time, when
 from .drain import DrainState, DrainTimeout, StreamCheck, drain, record_freeze
 from .recover import recover
 from .replay import ReplayReport, lambda_invoker, replay
@@ -40,11 +42,11 @@ from .status import (
 
 OK, NOT_OK, USAGE, ERROR, TIMED_OUT, INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CODES = """exit codes:
-  0  done: gate passed, verify clean, drained, every record replayed
-  1  done, and the answer is no: gate failed, verify found differences, a replayed record failed again,
-     a recovered range expired or failed again
+  0  done: gate passed, verify clean, buckets equal, drained, every record replayed
+  1  done, and the answer is no: gate failed, verify found differences, buckets differ, a replayed record
+     failed again, a recovered range expired or failed again
   2  usage error (unknown option, missing argument)
-  3  could not check: no such stack or output, AWS refused a call, the verify execution failed
+  3  could not check: no such stack, output or bucket, AWS refused a call, the verify execution failed
   4  timed out: drain or verify did not finish within --timeout
   130 interrupted (Ctrl-C)"""
 
@@ -154,13 +156,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def verify_report(result: verify_run.VerifyResult, *, samples: int = 5) -> list[str]:
     """The verify report: counts, verdict, where the full report is, a few keys of each kind."""
     if result.status != "SUCCEEDED":
-        return [f"verify did not finish: {result.error}"]
+        lines = [f"verify did not finish: {result.error}"]
+        if result.verify_id and not (result.error or "").startswith("Verify.InvalidInput"):
+            lines.append(f"  once the cause is fixed, --verify-id {result.verify_id} resumes it from its checkpoints")
+        return lines
     o = result.output
     lines = [
         f"verify {o.get('verifyId', '?')}: {verify_run.summary(o)}",
-        f"  started {when(result.started_at_ms)}, {o.get('seconds', '?')} s",
+        f"  started {when(result.started_at_ms)}, {o.get('seconds', '?')} s"
+        + (f", segments {o['segments']}" if o.get("segments") else "")
+        + (f", mode {o['mode']}" if o.get("mode") else "")
+        + (f", {o['itemsPerSecond']:,} items/s" if isinstance(o.get("itemsPerSecond"), int | float) else ""),
         f"  clean: {'yes' if result.clean else 'NO'}",
     ]
+    if int(o.get("inFlight") or 0):
+        lines.append("  in flight: a side changed between the two reads (a write on its way); not counted")
+    if int(o.get("repaired") or 0) or int(o.get("unrepaired") or 0):
+        lines.append("  repair: the report gives each key's outcome; verify again to see the tables clean")
     if o.get("report"):
         lines.append(f"  full report: {o['report']}")
     for kind, keys in (o.get("samples") or {}).items():
@@ -240,7 +252,7 @@ def from_stack(value: str | None, op: Operator | None, output: str, option: str)
         return value
     if op is not None:
         return op.stack.require(output, f"{option} defaults to")
-    raise CommandError(f"give {option}, or --stack-name to read it from the stack's output {output}")
+    raise UsageError(f"give {option}, or --stack-name to read it from the stack's output {output}")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -268,7 +280,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
     config = client_config(max_attempts=5, read_timeout=900.0)
     source_table = args.source_table or (op.replicator_source().table if op else None)
     if not source_table:
-        raise CommandError("give --source-table, or --stack-name to read it from the replicator's event source")
+        raise UsageError("give --source-table, or --stack-name to read it from the replicator's event source")
     report = resync(
         sqs=session.client("sqs", config=config),
         queue_url=from_stack(args.queue_url, op, PARKING_QUEUE, "--queue-url"),
@@ -305,6 +317,47 @@ def cmd_recover(args: argparse.Namespace) -> int:
     )
     out(json.dumps(vars(report), indent=2))
     return NOT_OK if report.failed or report.expired or (report.skipped and not args.dry_run) else OK
+
+
+# ---- bucket-compare ----------------------------------------------------------------------------------------
+def cmd_bucket_compare(args: argparse.Namespace) -> int:
+    """Compare two buckets (the stack's pair by default), read-only; exit 0 only when they are equal."""
+    op = optional_stack(args)
+    session, stack = (op.session if op else session_of(args)), None
+    if op is not None:
+        function = op.stack.get(bucket_compare.BUCKET_REPLICATOR)
+        if function:
+            stack = bucket_compare.stack_buckets(op.client("lambda"), function)
+        elif not (args.source_bucket and args.target_bucket):
+            op.stack.require(bucket_compare.BUCKET_REPLICATOR, "names the bucket replicator whose buckets are compared")
+    sides = bucket_compare.sides(
+        session,
+        source_bucket=args.source_bucket,
+        target_bucket=args.target_bucket,
+        source_prefix=args.source_prefix,
+        target_prefix=args.target_prefix,
+        target_region=args.target_region,
+        target_profile=args.target_profile,
+        target_role_arn=args.target_role_arn,
+        external_id=args.external_id,
+        stack=stack,
+    )
+    try:
+        report = compare_buckets(sides.source_s3, sides.target_s3, sides.pair, ranges=args.ranges, samples=args.samples)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if sides.own_credentials and code in ("AccessDenied", "403", "Forbidden"):
+            raise CommandError(
+                f"AWS refused a call: {aws_error(exc)}; the target bucket was read with your own credentials: "
+                "if it belongs to another account, give --target-profile (a profile of that account)"
+            ) from exc
+        raise
+    if args.json:
+        out(json.dumps({**report.as_dict(), "target_region": sides.target_region}, indent=2))
+    else:
+        for line in bucket_compare.render(report, sides):
+            out(line)
+    return OK if report.ok else NOT_OK
 
 
 # ---- the parser --------------------------------------------------------------------------------------------
@@ -420,6 +473,34 @@ def parser() -> argparse.ArgumentParser:
     )
     recover_.add_argument("--max", type=int, default=10, help="at most this many messages (default 10)")
     recover_.add_argument("--dry-run", action="store_true", help="list the pointers, read and change nothing")
+
+    compare = command(
+        "bucket-compare",
+        cmd_bucket_compare,
+        "compare two buckets key by key (missing, extra, different objects), read-only; the stack's pair by default",
+    )
+    compare.add_argument(
+        "--stack-name", help="read the buckets, prefixes and target region from this stack's bucket replicator"
+    )
+    compare.add_argument("--region", "--source-region", help="the source side's region (default: the profile's)")
+    compare.add_argument(
+        "--profile", "--source-profile", help="the source side's AWS profile (default: the environment)"
+    )
+    compare.add_argument("--source-bucket", help="the source bucket (default: the stack's)")
+    compare.add_argument("--target-bucket", help="the target bucket (default: the stack's)")
+    compare.add_argument("--source-prefix", help="compare only keys under this prefix (default: the stack's, else all)")
+    compare.add_argument(
+        "--target-prefix", help="target keys are this prefix + the key after --source-prefix (default: the stack's)"
+    )
+    compare.add_argument("--target-region", help="the target bucket's region (default: the stack's, else --region)")
+    compare.add_argument(
+        "--target-profile", help="AWS profile that reads the target (another account, or the other partition's keys)"
+    )
+    compare.add_argument("--target-role-arn", help="a role to assume for reading the target (same partition)")
+    compare.add_argument("--external-id", help="the ExternalId that role demands")
+    compare.add_argument("--ranges", type=int, default=8, help="key ranges compared in parallel (default 8)")
+    compare.add_argument("--samples", type=int, default=20, help="keys kept per kind of difference (default 20)")
+    compare.add_argument("--json", action="store_true", help="print JSON instead of text")
     return top
 
 
@@ -428,6 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))
+    except UsageError as exc:
+        print(f"ddb-bridge {args.command}: {exc}", file=sys.stderr)
+        return USAGE
     except (CommandError, StackError) as exc:
         print(f"ddb-bridge {args.command}: {exc}", file=sys.stderr)
     except ClientError as exc:

@@ -1,4 +1,7 @@
-"""What the CLI prints: a progress bar (redrawn on a terminal, a line now and then otherwise), times, numbers."""
+"""What the CLI prints: a progress bar (redrawn on a terminal, a line now and then otherwise), times, numbers.
+
+Also the usage error a command raises when an option it needs is missing (exit 2, as argparse's own).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 BAR_WIDTH = 28
+
+
+class UsageError(Exception):
+    """An option is missing, or options that cannot go together were given; the message says what to give."""
 
 
 class ProgressBar:

@@ -214,6 +214,9 @@ def stack_status(op: Operator, *, minutes: int = 5) -> StackStatus:
     if verify_arn:
         last = verify_run.latest(op.client("stepfunctions"), verify_arn)
         status.verify = None if last is None else _verify_json(last)
+        read = verify_run.progress_reader(op.client("dynamodb"), op.stack.get(VERIFY_PROGRESS))
+        if last is not None and status.verify is not None and last.status == "RUNNING" and read and last.verify_id:
+            status.verify["progress"] = verify_run.progress_text(last.status, read(last.verify_id))[1]
     status.running = running_workflows(op)
     return status
 
@@ -281,11 +284,10 @@ def render(status: StackStatus) -> list[str]:
     lines.append(f"  on-failure queue  {'-' if status.on_failure is None else status.on_failure} messages")
     if status.verify:
         v = status.verify
-        verdict = "clean" if v.get("clean") else "NOT clean" if "clean" in v else v["status"].lower()
-        detail = v.get("summary") or v.get("error") or ""
-        lines.append(
-            f"  last verify       {v['execution']} {v['status']} {verdict}, started {when(v.get('startedAtMs'))}"
-        )
+        verdict = (" clean" if v.get("clean") else " NOT clean") if "clean" in v else ""
+        detail = v.get("summary") or v.get("progress") or v.get("error") or ""
+        started = f", started {when(v['startedAtMs'])}" if v.get("startedAtMs") else ""
+        lines.append(f"  last verify       {v['execution']} {v['status']}{verdict}{started}")
         if detail:
             lines.append(f"                    {detail}")
     else:

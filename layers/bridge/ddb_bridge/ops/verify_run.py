@@ -1,50 +1,43 @@
-"""Start the verify workflow, follow it while it runs, and read its results (the verify workflow's contract).
+"""Start the verify workflow, follow it while it runs, and read its results.
 
-Input and output shapes are the workflow's (docs/runbook.md lists them): the execution SUCCEEDS even when
-the tables differ, and its output says whether they are `clean` (no missing, extra or different item).
+Input and output are statemachine/verify.asl.json's (docs/verify.md lists them): the execution SUCCEEDS
+even when the tables differ, and its output says whether they are `clean` (no missing, extra or different
+item). While it runs, its progress is read from its progress table (`ddb_bridge.verify.progress`).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
+
+from ..verify.progress import VerifyProgress, read_progress
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-COUNTS = ("compared", "equal", "missing", "extra", "different", "inFlight", "repaired")
+COUNTS = ("compared", "equal", "missing", "extra", "different", "inFlight", "repaired", "unrepaired")
 
-
-class VerifyProgress(Protocol):
-    """What the verify workflow reports while it runs (`ddb_bridge.verify.progress.read_progress`)."""
-
-    segments_total: int
-    segments_done: int
-    compared: int
-    missing: int
-    extra: int
-    different: int
-    in_flight: int
-    phase: str
-
-
-ProgressReader = Callable[[str], "VerifyProgress | None"]
+ProgressReader = Callable[[str], VerifyProgress | None]
 
 
 def progress_reader(dynamodb: Any, table: str | None) -> ProgressReader | None:
-    """The verify workflow's progress reader on its progress table; None if this layer has no verify package."""
+    """The verify workflow's progress, read from its progress table; None when the stack names no such table."""
     if not table:
         return None
+    return lambda verify_id: read_progress(dynamodb, table, verify_id)
+
+
+def verify_id_of(description: dict[str, Any]) -> str:
+    """The verifyId of an execution (DescribeExecution): its input's `verifyId`, else its name (the default)."""
+    name = str(description["executionArn"]).rsplit(":", 1)[-1]
     try:
-        module = importlib.import_module("ddb_bridge.verify.progress")
-    except ModuleNotFoundError:
-        return None
-    read = module.read_progress
-    return lambda verify_id: read(dynamodb, table, verify_id)
+        given = json.loads(description.get("input") or "{}")
+    except ValueError:
+        return name
+    return str(given["verifyId"]) if isinstance(given, dict) and given.get("verifyId") else name
 
 
 @dataclass
@@ -55,6 +48,7 @@ class VerifyResult:
     status: str
     output: dict[str, Any]
     error: str | None = None
+    verify_id: str | None = None
 
     @property
     def clean(self) -> bool:
@@ -116,7 +110,9 @@ def result_of(description: dict[str, Any]) -> VerifyResult:
     error = None
     if description["status"] != "SUCCEEDED":
         error = f"{description.get('error') or description['status']}: {description.get('cause') or ''}".strip(": ")
-    return VerifyResult(str(description["executionArn"]), str(description["status"]), output, error)
+    return VerifyResult(
+        str(description["executionArn"]), str(description["status"]), output, error, verify_id_of(description)
+    )
 
 
 def follow(
@@ -158,29 +154,44 @@ def latest(sfn: Any, state_machine_arn: str, *, status: str | None = None) -> Ve
     newest = max(executions, key=lambda e: e["startDate"])
     description = sfn.describe_execution(executionArn=newest["executionArn"])
     if description["status"] not in TERMINAL:
-        return VerifyResult(str(description["executionArn"]), str(description["status"]), {})
+        return VerifyResult(
+            str(description["executionArn"]), str(description["status"]), {}, verify_id=verify_id_of(description)
+        )
     return result_of(description)
 
 
 def summary(output: dict[str, Any]) -> str:
-    """Compared 10,000: 0 missing, 0 extra, 0 different (2 in flight), 0 repaired."""
+    """Compared 10,000: 0 missing, 0 extra, 0 different (2 in flight), 3 repaired, 1 unrepaired."""
     n = {k: int(output.get(k) or 0) for k in COUNTS}
     text = f"compared {n['compared']:,}: {n['missing']:,} missing, {n['extra']:,} extra, {n['different']:,} different"
     if n["inFlight"]:
         text += f" ({n['inFlight']:,} in flight)"
     if n["repaired"]:
         text += f", {n['repaired']:,} repaired"
+    if n["unrepaired"]:
+        text += f", {n['unrepaired']:,} unrepaired"
     return text
 
 
 def progress_text(status: str, progress: VerifyProgress | None) -> tuple[float | None, str]:
-    """The progress bar's fraction and text for a running verify."""
+    """The progress bar's fraction and text for a running verify.
+
+    Until the recheck the differences are candidates (seen once); from the recheck on, confirmed ones.
+    """
     if progress is None:
-        return None, f"{status.lower()} (progress appears when the workflow reports it)"
+        return None, f"{status.lower()} (no progress table: the stack has no output VerifyProgressTableName)"
+    if not progress.segments_total:
+        return None, f"{status.lower()}, planning"
     differences = progress.missing + progress.extra + progress.different
-    fraction = progress.segments_done / progress.segments_total if progress.segments_total else None
-    return fraction, (
-        f"segments {progress.segments_done}/{progress.segments_total}, compared {progress.compared:,}, "
-        f"differences {differences:,} (missing {progress.missing:,}, extra {progress.extra:,}, "
-        f"different {progress.different:,}, in flight {progress.in_flight:,}), phase {progress.phase}"
+    fraction = progress.segments_done / progress.segments_total
+    what = "candidates" if progress.phase in ("source", "target") else "differences"
+    text = (
+        f"phase {progress.phase}, segments {progress.segments_done}/{progress.segments_total}, "
+        f"compared {progress.compared:,}, {what} {differences:,} (missing {progress.missing:,}, "
+        f"extra {progress.extra:,}, different {progress.different:,})"
     )
+    if progress.phase not in ("source", "target"):
+        text += f", in flight {progress.in_flight:,}, settled {progress.settled:,}"
+    if progress.phase in ("repair", "done") and (progress.repaired or progress.unrepaired):
+        text += f", repaired {progress.repaired:,}, unrepaired {progress.unrepaired:,}"
+    return fraction, text

@@ -1,24 +1,20 @@
 """Bucket compare: the backfill's listing walk, read-only; missing, extra and different keys, with samples.
 
-`compare_buckets(source_s3, target_s3, pair)` returns a CompareReport; `main(argv)` (also
-`python -m ddb_bridge.s3.compare`) prints it as JSON and exits 1 on any difference, 2 on bad arguments.
+`compare_buckets(source_s3, target_s3, pair)` returns a CompareReport. The command is `ddb-bridge bucket-compare`
+(ddb_bridge.ops.bucket_compare); `python -m ddb_bridge.s3.compare` is the same command: exit 0 when the buckets
+are equal, 1 on any difference, 2 on bad arguments, 3 when it could not compare.
 "Different" is decided as the replicator decides "identical": equal listing ETags, or else both HEADs and
 a checksum (checksums.py), never size alone.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import boto3
-
-from ..core.clients import assumed_role_session, client_config
 from .checksums import ObjectHead, same_content, same_listing
 from .keys import target_key
 from .listing import plan_ranges, walk
@@ -121,42 +117,11 @@ def compare_buckets(
     return total
 
 
-def _client(profile: str | None, region: str | None, role: str | None, external_id: str | None) -> Any:
-    config = client_config(max_attempts=8, pool=32)
-    session = boto3.Session(profile_name=profile, region_name=region)
-    if role:
-        session = assumed_role_session(
-            role,
-            external_id,
-            region or session.region_name or "us-east-1",
-            session_name="ddb-bridge-compare",
-            sts_client=session.client("sts"),
-        )
-    return session.client("s3", region_name=region, config=config)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Compare two buckets; prints the report as JSON; exit 0 when equal, 1 on any difference."""
-    parser = argparse.ArgumentParser(prog="python -m ddb_bridge.s3.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--source-bucket", required=True)
-    parser.add_argument("--target-bucket", required=True)
-    parser.add_argument("--source-prefix", default="")
-    parser.add_argument("--target-prefix", default="")
-    parser.add_argument("--source-profile", help="AWS profile of the source side (default: the environment)")
-    parser.add_argument("--source-region")
-    parser.add_argument("--target-profile", help="AWS profile of the target side (another partition: its keys)")
-    parser.add_argument("--target-region")
-    parser.add_argument("--target-role-arn", help="role to assume for the target side (same partition)")
-    parser.add_argument("--external-id", help="ExternalId of that role")
-    parser.add_argument("--ranges", type=int, default=8, help="key ranges compared in parallel (default 8)")
-    parser.add_argument("--samples", type=int, default=20, help="keys listed per kind of difference (default 20)")
-    args = parser.parse_args(argv)
-    source = _client(args.source_profile, args.source_region, None, None)
-    target = _client(args.target_profile, args.target_region, args.target_role_arn, args.external_id)
-    pair = BucketPair(args.source_bucket, args.target_bucket, args.source_prefix, args.target_prefix)
-    report = compare_buckets(source, target, pair, ranges=args.ranges, samples=args.samples)
-    print(json.dumps(report.as_dict(), indent=2))
-    return 0 if report.ok else 1
+    """`python -m ddb_bridge.s3.compare ...` = `ddb-bridge bucket-compare ...`."""
+    from ..ops.cli import main as cli_main
+
+    return cli_main(["bucket-compare", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
