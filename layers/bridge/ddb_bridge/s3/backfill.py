@@ -23,8 +23,9 @@ from botocore.exceptions import ClientError
 
 from ..core.access import PeerKeys, TargetAccess
 from ..core.clients import client_config
-from ..core.errors import PermanentError, RetryableError, is_credential_error
+from ..core.errors import PermanentError, RetryableError
 from ..core.observability import MetricUnit, logger, metrics
+from ..core.steps import call_budget, step_errors
 from .checksums import same_content, same_listing
 from .copy import ObjectCopier
 from .failures import SourceChanged, classify_s3, is_no_such_upload
@@ -366,29 +367,27 @@ def runtime() -> Runtime:
     )
 
 
+def _logged(exc: BaseException) -> PermanentError | RetryableError:
+    """Log an unexpected error of a step (with its traceback), then classify it."""
+    logger.exception("step failed", extra={"error": str(exc)[:300]})
+    return classify_s3(exc)
+
+
 def run_action(event: Json, rt: Runtime, *, owner: str, budget_seconds: float) -> Json:
     """One step; AWS errors become RetryableError (the state retries) or PermanentError (the run fails)."""
     action = event.get("action")
-    try:
+    with step_errors(rt.access.refresh, _logged):
         if action == "plan":
             return plan(event, rt)
         if action == "copy":
             return copy_range(event, rt, owner=owner, budget_seconds=budget_seconds)
         if action == "summarize":
             return summarize(event)
-    except (PermanentError, RetryableError):
-        raise
-    except Exception as exc:  # every error is classified for the state's Retry/Catch
-        if is_credential_error(exc):
-            rt.access.refresh()
-        logger.exception("step failed", extra={"error": str(exc)[:300]})
-        raise classify_s3(exc) from exc
     raise PermanentError("UnknownAction", f"unknown action {action!r}; expected plan, copy or summarize")
 
 
 def handle(event: Json, context: Any) -> Json:
     """One workflow step; a copy call stops a minute before the function's timeout."""
     rt = runtime()
-    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 60)
     logger.append_keys(action=event.get("action"), backfillId=event.get("backfillId"))
-    return run_action(event, rt, owner=context.aws_request_id, budget_seconds=budget)
+    return run_action(event, rt, owner=context.aws_request_id, budget_seconds=call_budget(context))

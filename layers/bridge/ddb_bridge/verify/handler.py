@@ -11,8 +11,9 @@ import boto3
 
 from ..core.access import PeerKeys, TargetAccess
 from ..core.clients import client_config
-from ..core.errors import PermanentError, RetryableError, classify, is_credential_error
+from ..core.errors import PermanentError
 from ..core.observability import MetricUnit, logger, metrics
+from ..core.steps import call_budget, step_errors
 from ..loads.stepinput import Kind, check
 from .clients import Json, VerifyClients
 from .plan import plan
@@ -192,7 +193,7 @@ def run_action(
         )
     check_step(str(action), event)
     budget = min(budget_seconds, float(event.get("callSeconds") or budget_seconds))
-    try:
+    with step_errors(clients.target.refresh):
         if action == "plan":
             return plan(event, settings, clients)
         if action == "scan":
@@ -207,12 +208,6 @@ def run_action(
             return report(event, settings, clients, budget_seconds=budget)
         if action == "summarize":
             return summarize(event, settings, clients)
-    except (PermanentError, RetryableError):
-        raise
-    except Exception as exc:  # every AWS error is classified for the state's Retry/Catch
-        if is_credential_error(exc):
-            clients.target.refresh()
-        raise classify(exc) from exc
     raise AssertionError(f"no branch for action {action!r}")
 
 
@@ -238,6 +233,5 @@ def runtime() -> Runtime:
 def handle(event: Json, context: Any) -> Json:
     """One workflow step; a call stops a minute before the function's timeout."""
     rt = runtime()
-    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 60)
     logger.append_keys(action=event.get("action"), verifyId=event.get("verifyId"), side=event.get("side"))
-    return run_action(event, rt.settings, rt.clients, owner=context.aws_request_id, budget_seconds=budget)
+    return run_action(event, rt.settings, rt.clients, owner=context.aws_request_id, budget_seconds=call_budget(context))

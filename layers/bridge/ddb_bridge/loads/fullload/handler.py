@@ -13,6 +13,7 @@ from ...core.access import PeerKeys, TargetAccess
 from ...core.clients import client_config
 from ...core.errors import PermanentError, RetryableError, classify, describe, error_code, is_credential_error
 from ...core.observability import logger
+from ...core.steps import call_budget, step_errors
 from ..settings import FullLoadSettings, load_full_load_settings
 from ..stepinput import FULL_LOAD_FIELDS, check
 from .clients import FullLoadClients, Json
@@ -95,20 +96,12 @@ def run_action(event: Json, settings: FullLoadSettings, clients: FullLoadClients
     if missing:
         raise PermanentError("BadStepInput", f"step {action!r} needs {', '.join(missing)} in its input")
     check(action, event, FULL_LOAD_FIELDS[action])
-    try:
+    with step_errors(clients.target.refresh, classify_step):
         return _step(action, event, settings, clients, budget_seconds)
-    except Exception as exc:  # every error is classified for the state's Retry/Catch
-        if is_credential_error(exc):
-            clients.target.refresh()
-        error = classify_step(exc)
-        if error is exc:
-            raise
-        raise error from exc
 
 
 # ---- the Lambda --------------------------------------------------------------------------------------------
 COPY_BUDGET_MAX_SECONDS = 600.0
-SAFETY_SECONDS = 60.0
 
 
 @dataclass
@@ -137,6 +130,5 @@ def runtime() -> Runtime:
 def handle(event: Json, context: Any) -> Json:
     """One workflow step; the copy step is bounded by the invocation's remaining time."""
     rt = runtime()
-    budget = min(COPY_BUDGET_MAX_SECONDS, context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS)
     logger.append_keys(action=event.get("action"), execution=(event.get("plan") or {}).get("execution"))
-    return run_action(event, rt.settings, rt.clients, max(1.0, budget))
+    return run_action(event, rt.settings, rt.clients, call_budget(context, most=COPY_BUDGET_MAX_SECONDS))
