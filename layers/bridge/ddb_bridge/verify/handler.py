@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from ..core.access import PeerKeys, TargetAccess
+from ..core.access import TargetAccess
 from ..core.clients import client_config
 from ..core.errors import PermanentError
 from ..core.observability import MetricUnit, logger, metrics
@@ -224,10 +224,10 @@ def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_verify_settings()
     config = client_config(max_attempts=8, pool=settings.read_concurrency + 4)
-    peer = PeerKeys(settings.peer) if settings.peer else None
     source = boto3.client("dynamodb", region_name=settings.source_region, config=config)
     s3 = boto3.client("s3", region_name=settings.source_region, config=config)
-    return Runtime(settings, VerifyClients(source=source, s3=s3, target=TargetAccess(settings.target, peer)))
+    target = TargetAccess.of(settings.target, settings.peer)
+    return Runtime(settings, VerifyClients(source=source, s3=s3, target=target))
 
 
 def handle(event: Json, context: Any) -> Json:

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from ...core.access import PeerKeys, TargetAccess
+from ...core.access import TargetAccess
 from ...core.clients import client_config
 from ...core.errors import PermanentError
 from ...core.observability import MetricUnit, logger, metrics
@@ -100,16 +100,14 @@ def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_backfill_settings()
     config = client_config(max_attempts=8, pool=8)
-    peer = PeerKeys(settings.peer) if settings.peer else None
     source = boto3.client("dynamodb", region_name=settings.source_region, config=config)
     parking = (
         ParkingLot(settings.parking_queue_url, source="backfill", region=settings.source_region)
         if settings.parking_queue_url
         else None
     )
-    return Runtime(
-        settings, BackfillClients(source=source, target=TargetAccess(settings.target, peer), parking=parking)
-    )
+    target = TargetAccess.of(settings.target, settings.peer)
+    return Runtime(settings, BackfillClients(source=source, target=target, parking=parking))
 
 
 def handle(event: Json, context: Any) -> Json:

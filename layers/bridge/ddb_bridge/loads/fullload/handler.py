@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ...core.access import PeerKeys, TargetAccess
+from ...core.access import TargetAccess
 from ...core.clients import client_config
 from ...core.errors import PermanentError, RetryableError, classify, describe, error_code, is_credential_error
 from ...core.observability import logger
@@ -117,12 +117,11 @@ def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_full_load_settings()
     config = client_config(max_attempts=8)
-    peer = PeerKeys(settings.peer) if settings.peer else None
     clients = FullLoadClients(
         dynamodb=boto3.client("dynamodb", region_name=settings.source_region, config=config),
         lambda_=boto3.client("lambda", region_name=settings.source_region, config=config),
         s3=boto3.client("s3", region_name=settings.source_region, config=config),
-        target=TargetAccess(settings.target, peer),
+        target=TargetAccess.of(settings.target, settings.peer),
     )
     return Runtime(settings, clients)
 
