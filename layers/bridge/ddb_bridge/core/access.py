@@ -90,6 +90,11 @@ class TargetAccess:
         self._session: boto3.Session | None = None
         self._key_id: str | None = None
 
+    @classmethod
+    def of(cls, target: TargetSettings, peer: PeerKeysSettings | None) -> TargetAccess:
+        """The access a function's settings describe: peer keys where they are set, else a role or its own."""
+        return cls(target, PeerKeys(peer) if peer else None)
+
     def session(self) -> boto3.Session:
         """The current session (assumed role, peer keys, or this function's own credentials)."""
         with self._lock:

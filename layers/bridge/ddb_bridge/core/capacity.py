@@ -1,4 +1,4 @@
-"""Throughput: what a table can take, a token bucket in capacity units, and the units a request costs."""
+"""Tables and throughput: a table's description and keys, what it can take, a token bucket, what a request costs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,30 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from .errors import error_code
+
 Json = dict[str, Any]
 
 ON_DEMAND_WARM_DEFAULT = {"read": 12000, "write": 4000}  # a new on-demand table's initial throughput
+
+
+# ---- a table ------------------------------------------------------------------------------------------------
+def describe_table(client: Any, table: str) -> Json | None:
+    """DescribeTable's `Table`, or None when there is no such table."""
+    try:
+        return dict(client.describe_table(TableName=table)["Table"])
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def key_schema(desc: Json) -> list[str]:
+    """A table's keys as `name (HASH, S)`, in order: two tables take the same items when these are equal."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
+    return [f"{k['AttributeName']} ({k['KeyType']}, {types.get(k['AttributeName'])})" for k in desc["KeySchema"]]
 
 
 # ---- what a table can take -----------------------------------------------------------------------------------

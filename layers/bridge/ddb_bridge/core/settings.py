@@ -16,6 +16,8 @@ T = TypeVar("T")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 ROLE_ARN_RE = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 TABLE_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+KEY_PREFIX_RE = re.compile(r"^[\w!.*'()/-]{1,200}$")  # where a workflow writes its files in a bucket
 _ATTR_RE = re.compile(r"^.{1,255}$")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -104,6 +106,16 @@ class Env:
             name, default=default, pattern=TABLE_RE, expects="a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"
         )
 
+    def bucket(self, name: str) -> str:
+        """An S3 bucket name."""
+        return self.text(name, pattern=BUCKET_RE, expects="an S3 bucket name")
+
+    def key_prefix(self, name: str, default: str) -> str:
+        """An S3 key prefix for a workflow's files (its default shown as the example), without outer slashes."""
+        return self.text(
+            name, default=default, pattern=KEY_PREFIX_RE, expects=f"an S3 key prefix such as {default}"
+        ).strip("/")
+
     def role_arn(self, name: str) -> str | None:
         """An optional IAM role ARN in any partition."""
         return self.optional(
@@ -167,6 +179,23 @@ class TargetSettings:
             ),
             max_attempts=env.integer("TARGET_MAX_ATTEMPTS", 8, minimum=1, maximum=20),
         )
+
+
+def crosses_partition(source_region: str, target: TargetSettings) -> bool:
+    """True when the target lives in another partition than the source (aws <-> aws-cn)."""
+    return partition_of(source_region) != partition_of(target.region)
+
+
+class PartitionPair:
+    """`cross_partition` for a settings dataclass with a `source_region` and a `target`."""
+
+    source_region: str
+    target: TargetSettings
+
+    @property
+    def cross_partition(self) -> bool:
+        """True when the target lives in another partition (aws <-> aws-cn)."""
+        return crosses_partition(self.source_region, self.target)
 
 
 def cached_loader(factory: Callable[[Mapping[str, str]], T]) -> Callable[[], T]:
@@ -242,7 +271,7 @@ class PeerKeysSettings:
 def _peer_for(env: Env, source_region: str, target: TargetSettings) -> PeerKeysSettings | None:
     """Peer keys, required (and the only way) when the target is in another partition."""
     peer = PeerKeysSettings.from_env(env)
-    if partition_of(source_region) != partition_of(target.region):
+    if crosses_partition(source_region, target):
         if peer is None:
             raise SettingsError(
                 f"{PEER_KEY_SOURCES} is required: the target region "

@@ -6,30 +6,30 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..core.clients import partition_of
 from ..core.settings import (
+    BUCKET_RE,
     MODES,
     TABLE_RE,
     URL_RE,
     Env,
+    PartitionPair,
     PeerKeysSettings,
     SettingsError,
     TargetSettings,
     VersionAttrs,
     _peer_for,
     cached_loader,
+    crosses_partition,
     log_keys,
 )
 
 # ---- full load and backfill -------------------------------------------------------------------------------
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_PREFIX_RE = re.compile(r"^[\w!.*'()/-]{1,200}$")
 _FUNCTION_RE = re.compile(r"^[\w-]{1,64}$|^arn:aws(-cn|-us-gov)?:lambda:[a-z0-9-]+:\d{12}:function:[\w-]{1,64}$")
 
 
 @dataclass(frozen=True)
-class FullLoadSettings:
+class FullLoadSettings(PartitionPair):
     """Settings of functions/full_load_control (statemachine/full_load.asl.json)."""
 
     source_table: str
@@ -44,11 +44,6 @@ class FullLoadSettings:
     mapping_uuid: str | None
     safety_minutes: int
 
-    @property
-    def cross_partition(self) -> bool:
-        """True when the target lives in another partition (aws <-> aws-cn)."""
-        return partition_of(self.source_region) != partition_of(self.target.region)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> FullLoadSettings:
         """Read every full_load_control setting; raises SettingsError naming the first bad one."""
@@ -56,9 +51,8 @@ class FullLoadSettings:
         source_region = env.region("AWS_REGION")
         target = TargetSettings.from_env(env)
         peer = _peer_for(env, source_region, target)
-        cross = partition_of(source_region) != partition_of(target.region)
-        peer_bucket = env.optional("PEER_BUCKET_NAME", pattern=_BUCKET_RE, expects="an S3 bucket name")
-        if cross and not peer_bucket:
+        peer_bucket = env.optional("PEER_BUCKET_NAME", pattern=BUCKET_RE, expects="an S3 bucket name")
+        if crosses_partition(source_region, target) and not peer_bucket:
             raise SettingsError(
                 "PEER_BUCKET_NAME is required for a cross-partition full load: expected the bucket "
                 f"in {target.region}'s partition that the export files are copied to"
@@ -68,18 +62,13 @@ class FullLoadSettings:
             source_region=source_region,
             target=target,
             peer=peer,
-            export_bucket=env.text("EXPORT_BUCKET_NAME", pattern=_BUCKET_RE, expects="an S3 bucket name"),
+            export_bucket=env.bucket("EXPORT_BUCKET_NAME"),
             export_bucket_owner=env.optional(
                 "EXPORT_BUCKET_OWNER",
                 pattern=_ACCOUNT_RE,
                 expects="the 12-digit account id that owns the export bucket",
             ),
-            export_prefix=env.text(
-                "EXPORT_PREFIX",
-                default="ddb-bridge/full-load",
-                pattern=_PREFIX_RE,
-                expects="an S3 key prefix such as ddb-bridge/full-load",
-            ).strip("/"),
+            export_prefix=env.key_prefix("EXPORT_PREFIX", "ddb-bridge/full-load"),
             peer_bucket=peer_bucket,
             replicator_function=env.text(
                 "REPLICATOR_FUNCTION_NAME", pattern=_FUNCTION_RE, expects="the table_replicator function's name or ARN"

@@ -22,7 +22,7 @@ from . import bucket_compare, gate, verify_run
 from .console import ProgressBar, UsageError, duration, parse_time, when
 from .drain import DrainState, DrainTimeout, StreamCheck, drain, record_freeze
 from .recover import recover
-from .replay import ReplayReport, lambda_invoker, replay
+from .replay import Invoke, ReplayReport, lambda_invoker, replay
 from .resync import resync
 from .stack import StackError, read_stack
 from .status import (
@@ -72,9 +72,10 @@ def operator(args: argparse.Namespace, stack_name: str | None = None) -> Operato
     return Operator(session, stack)
 
 
-def optional_stack(args: argparse.Namespace) -> Operator | None:
-    """The stack when --stack-name is given (replay and resync work without one)."""
-    return operator(args) if args.stack_name else None
+def optional_stack(args: argparse.Namespace) -> tuple[Operator | None, boto3.Session]:
+    """The stack when --stack-name is given (replay, resync, recover, bucket-compare work without one); the session."""
+    op = operator(args) if args.stack_name else None
+    return op, (op.session if op else session_of(args))
 
 
 def out(line: str = "") -> None:
@@ -239,7 +240,10 @@ def cmd_cutover_check(args: argparse.Namespace) -> int:
     return OK if all(c.passed for c in conditions) else NOT_OK
 
 
-# ---- replay, resync ----------------------------------------------------------------------------------------
+# ---- replay, resync, recover -------------------------------------------------------------------------------
+QUEUE_CLIENTS = client_config(max_attempts=5, read_timeout=900.0)  # an invoke may take a function's 15 minutes
+
+
 def print_replay(report: ReplayReport) -> int:
     """The tally as JSON; 1 when some record failed again."""
     out(json.dumps(vars(report), indent=2))
@@ -255,17 +259,19 @@ def from_stack(value: str | None, op: Operator | None, output: str, option: str)
     raise UsageError(f"give {option}, or --stack-name to read it from the stack's output {output}")
 
 
+def replicator_invoker(args: argparse.Namespace, op: Operator | None, session: boto3.Session) -> Invoke:
+    """Invokes --function, else the stack's table_replicator."""
+    lambda_client = session.client("lambda", config=QUEUE_CLIENTS)
+    return lambda_invoker(lambda_client, from_stack(args.function, op, REPLICATOR, "--function"))
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay parked records through the function that parked them."""
-    op = optional_stack(args)
-    session = op.session if op else session_of(args)
-    config = client_config(max_attempts=5, read_timeout=900.0)
+    op, session = optional_stack(args)
     report = replay(
-        session.client("sqs", config=config),
+        session.client("sqs", config=QUEUE_CLIENTS),
         from_stack(args.queue_url, op, PARKING_QUEUE, "--queue-url"),
-        lambda_invoker(
-            session.client("lambda", config=config), from_stack(args.function, op, REPLICATOR, "--function")
-        ),
+        replicator_invoker(args, op, session),
         source=args.source,
         max_messages=args.max,
         dry_run=args.dry_run,
@@ -275,20 +281,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_resync(args: argparse.Namespace) -> int:
     """Resync the keys table_replicator parked: re-read each from the source, apply its current state."""
-    op = optional_stack(args)
-    session = op.session if op else session_of(args)
-    config = client_config(max_attempts=5, read_timeout=900.0)
+    op, session = optional_stack(args)
     source_table = args.source_table or (op.replicator_source().table if op else None)
     if not source_table:
         raise UsageError("give --source-table, or --stack-name to read it from the replicator's event source")
     report = resync(
-        sqs=session.client("sqs", config=config),
+        sqs=session.client("sqs", config=QUEUE_CLIENTS),
         queue_url=from_stack(args.queue_url, op, PARKING_QUEUE, "--queue-url"),
-        source=session.client("dynamodb", config=config),
+        source=session.client("dynamodb", config=QUEUE_CLIENTS),
         source_table=source_table,
-        invoke=lambda_invoker(
-            session.client("lambda", config=config), from_stack(args.function, op, REPLICATOR, "--function")
-        ),
+        invoke=replicator_invoker(args, op, session),
         dry_run=args.dry_run,
         max_messages=args.max,
     )
@@ -297,20 +299,18 @@ def cmd_resync(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Recover batches that exhausted their retries: re-read each on-failure pointer's range and apply it."""
-    op = optional_stack(args)
-    session = op.session if op else session_of(args)
-    config = client_config(max_attempts=5, read_timeout=900.0)
-    lambda_client = session.client("lambda", config=config)
+    op, session = optional_stack(args)
+    lambda_client = session.client("lambda", config=QUEUE_CLIENTS)
     source_table = args.source_table
     if source_table is None and op is not None and op.stack.get(REPLICATOR):
         source_table = op.replicator_source().table  # one-way: each key's current state, never an old record
     report = recover(
-        session.client("sqs", config=config),
+        session.client("sqs", config=QUEUE_CLIENTS),
         from_stack(args.queue_url, op, ON_FAILURE_QUEUE, "--queue-url"),
-        lambda service, region: session.client(service, region_name=region, config=config),
+        lambda service, region: session.client(service, region_name=region, config=QUEUE_CLIENTS),
         lambda target: lambda_invoker(lambda_client, target),
         function=args.function,
-        source=session.client("dynamodb", config=config) if source_table else None,
+        source=session.client("dynamodb", config=QUEUE_CLIENTS) if source_table else None,
         source_table=source_table,
         max_messages=args.max,
         dry_run=args.dry_run,
@@ -322,8 +322,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 # ---- bucket-compare ----------------------------------------------------------------------------------------
 def cmd_bucket_compare(args: argparse.Namespace) -> int:
     """Compare two buckets (the stack's pair by default), read-only; exit 0 only when they are equal."""
-    op = optional_stack(args)
-    session, stack = (op.session if op else session_of(args)), None
+    (op, session), stack = optional_stack(args), None
     if op is not None:
         function = op.stack.get(bucket_compare.BUCKET_REPLICATOR)
         if function:

@@ -32,7 +32,8 @@ from botocore.exceptions import ClientError
 
 from ..core.codec import encode_image
 from ..core.errors import describe, error_code
-from .replay import Invoke
+from .messages import taken
+from .replay import Invoke, applied
 from .resync import fresh_record
 
 _EXPIRED_CODES = frozenset({"TrimmedDataAccessException", "ExpiredIteratorException", "ResourceNotFoundException"})
@@ -257,27 +258,15 @@ def recover(
     of a DynamoDB range is re-read from the source and sent as its current state.
     """
     report = RecoverReport()
-    taken: list[dict[str, Any]] = []
-    while len(taken) < max_messages:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=min(10, max_messages - len(taken)),
-            VisibilityTimeout=visibility_timeout,
-        ).get("Messages", [])
-        if not messages:
-            break
-        taken.extend(messages)
-    keep: list[str] = []
-    try:
-        for message in taken:
+    with taken(sqs, queue_url, max_messages=max_messages, visibility_timeout=visibility_timeout) as messages:
+        for message in messages:
             report.seen += 1
-            handle = message["ReceiptHandle"]
             try:
                 pointer = pointer_of(json.loads(message["Body"]))
             except (BadMessage, ValueError) as exc:
                 report.skipped += 1
                 report.problems.append({"message": message.get("MessageId", ""), "skipped": str(exc)[:300]})
-                keep.append(handle)
+                messages.keep(message)
                 continue
             where = f"{pointer.stream_arn} {pointer.shard_id} {pointer.start}..{pointer.end}"
             target = function or pointer.function_arn
@@ -285,7 +274,7 @@ def recover(
                 report.skipped += 1
                 if not target:
                     report.problems.append({"range": where, "skipped": "no function: pass --function"})
-                keep.append(handle)
+                messages.keep(message)
                 continue
             service = "dynamodbstreams" if pointer.kind == "dynamodb" else "kinesis"
             try:
@@ -293,28 +282,20 @@ def recover(
             except RangeExpired as exc:
                 report.expired += 1
                 report.problems.append({"range": where, "expired": f"{exc}; repair these keys from the source"})
-                keep.append(handle)
+                messages.keep(message)
                 continue
             if pointer.kind == "dynamodb" and source is not None and source_table:
                 records = current_state(records, source, source_table)
             invoke = invoker(target)
-            failed = False
-            for event in _events(records):
-                response = invoke(event)
-                if response.get("FunctionError") or response.get("batchItemFailures"):
-                    failed = True  # the later part waits: order matters to the replicator
-                    break
-            if failed:
+            # all() stops at the first failure: the later part waits, order matters to the replicator
+            if not all(applied(invoke(event)) for event in _events(records)):
                 report.failed += 1
                 report.problems.append({"range": where, "failed": "the function still fails; kept for later"})
-                keep.append(handle)
+                messages.keep(message)
                 continue
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
+            messages.delete(message)
             report.recovered += 1
             report.records += len(records)
-    finally:
-        for handle in keep + [m["ReceiptHandle"] for m in taken[report.seen :]]:
-            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
     return report
 
 

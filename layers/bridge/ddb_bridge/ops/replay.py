@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.parking import record_of
+from .messages import taken
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -55,45 +56,35 @@ def replay(
     """
     report = ReplayReport()
     sources = {source} if isinstance(source, str) else set(source or ())
-    taken: list[dict[str, Any]] = []
-    while len(taken) < max_messages:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=min(10, max_messages - len(taken)),
-            VisibilityTimeout=visibility_timeout,
-        ).get("Messages", [])
-        if not messages:
-            break
-        taken.extend(messages)
-    keep: list[str] = []
-    try:
-        for message in taken:
+    with taken(sqs, queue_url, max_messages=max_messages, visibility_timeout=visibility_timeout) as messages:
+        for message in messages:
             report.seen += 1
             body = json.loads(message["Body"])
             reason = str(body.get("reason", "unknown"))
             report.reasons[reason] = report.reasons.get(reason, 0) + 1
             if dry_run or (sources and body.get("source") not in sources):
                 report.skipped += 1
-                keep.append(message["ReceiptHandle"])
+                messages.keep(message)
                 continue
             record: dict[str, Any] | None = record_of(message["Body"])
             if transform is not None and record is not None:
                 record = transform(record)
             if record is None:
                 report.skipped += 1
-                keep.append(message["ReceiptHandle"])
+                messages.keep(message)
                 continue
-            response = invoke({"Records": [record]})
-            if response.get("FunctionError") or response.get("batchItemFailures"):
+            if not applied(invoke({"Records": [record]})):
                 report.failed += 1
-                keep.append(message["ReceiptHandle"])
+                messages.keep(message)
                 continue
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            messages.delete(message)
             report.replayed += 1
-    finally:
-        for handle in keep + [m["ReceiptHandle"] for m in taken[report.seen :]]:
-            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
     return report
+
+
+def applied(response: dict[str, Any]) -> bool:
+    """True when an invocation neither failed nor reported a batch item failure."""
+    return not (response.get("FunctionError") or response.get("batchItemFailures"))
 
 
 def lambda_invoker(lambda_client: Any, function: str) -> Invoke:

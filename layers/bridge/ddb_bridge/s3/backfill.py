@@ -21,17 +21,18 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ..core.access import PeerKeys, TargetAccess
+from ..core.access import TargetAccess
 from ..core.clients import client_config
-from ..core.errors import PermanentError, RetryableError, is_credential_error
+from ..core.errors import PermanentError, RetryableError
 from ..core.observability import MetricUnit, logger, metrics
+from ..core.steps import call_budget, step_errors
 from .checksums import same_content, same_listing
-from .copy import ObjectCopier
+from .copy import CopierRuntime, ObjectCopier
 from .failures import SourceChanged, classify_s3, is_no_such_upload
 from .keys import target_key
 from .listing import plan_ranges, walk
 from .progress import COUNTERS, RangeProgress
-from .settings import BucketSettings, load_bucket_settings
+from .settings import load_bucket_settings
 
 Json = dict[str, Any]
 _ID_RE = re.compile(r"^[\w.-]{1,80}$")
@@ -327,27 +328,10 @@ def summarize(event: Json) -> Json:
 
 # ---- the Lambda ----------------------------------------------------------------------------------------------
 @dataclass
-class Runtime:
-    """What a warm bucket_backfill keeps between invocations."""
+class Runtime(CopierRuntime):
+    """What a warm bucket_backfill keeps between invocations: the bucket function's, and the progress table."""
 
-    settings: BucketSettings
-    access: TargetAccess
-    source_s3: Any
     progress: RangeProgress
-    _copier: ObjectCopier | None = None
-    _session: Any = None
-
-    def copier(self) -> ObjectCopier:
-        """A copier on the current target session (rebuilt after a refresh or a key rotation)."""
-        session = self.access.session()
-        if self._copier is None or session is not self._session:
-            target = self.access.client("s3", pool=self.settings.copy.concurrency * 2 + 4)
-            pair = self.settings.buckets
-            self._copier = ObjectCopier(
-                self.source_s3, target, pair.source_bucket, pair.target_bucket, self.settings.copy
-            )
-            self._session = session
-        return self._copier
 
 
 @cache
@@ -356,39 +340,36 @@ def runtime() -> Runtime:
     settings = load_bucket_settings().require_backfill()
     config = client_config(max_attempts=8, pool=settings.copy.concurrency * 2 + 4)
     region = settings.source_region
-    peer = PeerKeys(settings.peer) if settings.peer else None
     assert settings.progress_table
     return Runtime(
         settings=settings,
-        access=TargetAccess(settings.target, peer),
+        access=TargetAccess.of(settings.target, settings.peer),
         source_s3=boto3.client("s3", region_name=region, config=config),
         progress=RangeProgress(boto3.client("dynamodb", region_name=region, config=config), settings.progress_table),
     )
 
 
+def _logged(exc: BaseException) -> PermanentError | RetryableError:
+    """Log an unexpected error of a step (with its traceback), then classify it."""
+    logger.exception("step failed", extra={"error": str(exc)[:300]})
+    return classify_s3(exc)
+
+
 def run_action(event: Json, rt: Runtime, *, owner: str, budget_seconds: float) -> Json:
     """One step; AWS errors become RetryableError (the state retries) or PermanentError (the run fails)."""
     action = event.get("action")
-    try:
+    with step_errors(rt.access.refresh, _logged):
         if action == "plan":
             return plan(event, rt)
         if action == "copy":
             return copy_range(event, rt, owner=owner, budget_seconds=budget_seconds)
         if action == "summarize":
             return summarize(event)
-    except (PermanentError, RetryableError):
-        raise
-    except Exception as exc:  # every error is classified for the state's Retry/Catch
-        if is_credential_error(exc):
-            rt.access.refresh()
-        logger.exception("step failed", extra={"error": str(exc)[:300]})
-        raise classify_s3(exc) from exc
     raise PermanentError("UnknownAction", f"unknown action {action!r}; expected plan, copy or summarize")
 
 
 def handle(event: Json, context: Any) -> Json:
     """One workflow step; a copy call stops a minute before the function's timeout."""
     rt = runtime()
-    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 60)
     logger.append_keys(action=event.get("action"), backfillId=event.get("backfillId"))
-    return run_action(event, rt, owner=context.aws_request_id, budget_seconds=budget)
+    return run_action(event, rt, owner=context.aws_request_id, budget_seconds=call_budget(context))

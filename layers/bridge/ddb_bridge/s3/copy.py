@@ -15,16 +15,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
+from ..core.access import TargetAccess
 from ..core.errors import PermanentError
 from .checksums import CONTENT_HEADERS, SOURCE_ETAG_META, ObjectHead
 from .failures import SourceChanged, is_no_such_upload, is_not_found, is_precondition_failed
-from .settings import CopyOptions
+from .settings import BucketSettings, CopyOptions
 
 Json = dict[str, Any]
 
@@ -319,3 +320,27 @@ def check_key(key: str) -> None:
     """Refuse keys S3 cannot store (more than 1024 UTF-8 bytes)."""
     if len(key.encode("utf-8")) > 1024:
         raise PermanentError("KeyTooLong", f"target key of {len(key.encode('utf-8'))} bytes exceeds S3's 1024")
+
+
+@dataclass
+class CopierRuntime:
+    """What a warm bucket function keeps (replicator and backfill alike): settings, the target, the source client."""
+
+    settings: BucketSettings
+    access: TargetAccess
+    source_s3: Any
+    _copier: ObjectCopier | None = field(default=None, init=False, repr=False)
+    _session: Any = field(default=None, init=False, repr=False)
+
+    def copier(self) -> ObjectCopier:
+        """A copier on the current target session (rebuilt after a refresh or a key rotation)."""
+        session = self.access.session()
+        if self._copier is None or session is not self._session:
+            target = self.access.client("s3", pool=self.settings.copy.concurrency * 2 + 4)
+            pair = self.settings.buckets
+            # the source is read with this function's own role; server-side copies run on the target side
+            self._copier = ObjectCopier(
+                self.source_s3, target, pair.source_bucket, pair.target_bucket, self.settings.copy
+            )
+            self._session = session
+        return self._copier

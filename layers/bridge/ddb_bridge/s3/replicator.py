@@ -25,14 +25,14 @@ import boto3
 from aws_lambda_powertools.utilities.batch import EventType
 from botocore.exceptions import ClientError
 
-from ..core.access import PeerKeys, TargetAccess
+from ..core.access import TargetAccess
 from ..core.batch import park_or_fail, publish, settle
 from ..core.clients import client_config
 from ..core.errors import CREDENTIAL_CODES, PermanentError, RetryableError
 from ..core.observability import logger
 from ..core.parking import ParkingLot
 from .checksums import same_object
-from .copy import ObjectCopier
+from .copy import CopierRuntime, ObjectCopier
 from .events import CREATED, ObjectEvent, PartsTask, newer, parse_body, sequencer_key
 from .failures import SourceChanged, classify_s3, is_no_such_upload
 from .keys import target_key
@@ -267,30 +267,16 @@ def _emit(report: BatchReport) -> None:
 
 # ---- the Lambda ------------------------------------------------------------------------------------------------
 @dataclass
-class Runtime:
-    """What a warm bucket_replicator keeps between invocations."""
+class Runtime(CopierRuntime):
+    """What a warm bucket_replicator keeps between invocations: the bucket function's, and its queues and table."""
 
-    settings: BucketSettings
-    access: TargetAccess
-    source_s3: Any
     parking: ParkingLot
     sequencers: SequencerStore | None
     sqs: Any
-    _copier: ObjectCopier | None = None
-    _session: Any = None
 
     def replicator(self) -> Replicator:
         """A replicator on the current target session (rebuilt after a refresh or a key rotation)."""
-        session = self.access.session()
-        if self._copier is None or session is not self._session:
-            target = self.access.client("s3", pool=self.settings.copy.concurrency * 2 + 4)
-            pair = self.settings.buckets
-            # the source is read with this function's own role; server-side copies run on the target side
-            self._copier = ObjectCopier(
-                self.source_s3, target, pair.source_bucket, pair.target_bucket, self.settings.copy
-            )
-            self._session = session
-        return Replicator(self.settings, self._copier, self.sequencers, self.sqs)
+        return Replicator(self.settings, self.copier(), self.sequencers, self.sqs)
 
 
 @cache
@@ -299,11 +285,10 @@ def runtime() -> Runtime:
     settings = load_bucket_settings().require_replicator()
     config = client_config(max_attempts=8, pool=settings.copy.concurrency * 2 + 4)
     region = settings.source_region
-    peer = PeerKeys(settings.peer) if settings.peer else None
     assert settings.parking_queue_url
     return Runtime(
         settings=settings,
-        access=TargetAccess(settings.target, peer),
+        access=TargetAccess.of(settings.target, settings.peer),
         source_s3=boto3.client("s3", region_name=region, config=config),
         parking=ParkingLot(settings.parking_queue_url, source="bucket_replicator", region=region),
         sequencers=(

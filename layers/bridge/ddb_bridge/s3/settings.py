@@ -6,16 +6,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..core.clients import partition_of
 from ..core.settings import (
     TABLE_RE,
     URL_RE,
     Env,
+    PartitionPair,
     PeerKeysSettings,
     SettingsError,
     TargetSettings,
     _peer_for,
     cached_loader,
+    crosses_partition,
 )
 
 MIB = 1024 * 1024
@@ -24,7 +25,6 @@ MAX_SINGLE_COPY = 5 * GIB  # CopyObject's limit; above it S3 needs UploadPartCop
 MIN_PART = 5 * MIB  # S3's smallest part (but the last)
 MAX_PARTS = 10_000
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_RE = re.compile(r"^[^\x00-\x1f]{0,512}$")
 _KMS_RE = re.compile(
     r"^(arn:aws(-cn|-us-gov)?:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/+=,.@-]+|alias/[\w/+=,.@-]+|[\w-]{1,128})$"
@@ -107,15 +107,15 @@ class BucketPair:
     def from_env(cls, env: Env) -> BucketPair:
         """Read SOURCE_BUCKET_NAME, TARGET_BUCKET_NAME, SOURCE_PREFIX, TARGET_PREFIX."""
         return cls(
-            source_bucket=env.text("SOURCE_BUCKET_NAME", pattern=_BUCKET_RE, expects="an S3 bucket name"),
-            target_bucket=env.text("TARGET_BUCKET_NAME", pattern=_BUCKET_RE, expects="an S3 bucket name"),
+            source_bucket=env.bucket("SOURCE_BUCKET_NAME"),
+            target_bucket=env.bucket("TARGET_BUCKET_NAME"),
             source_prefix=env.optional("SOURCE_PREFIX", pattern=_PREFIX_RE, expects="a key prefix") or "",
             target_prefix=env.optional("TARGET_PREFIX", pattern=_PREFIX_RE, expects="a key prefix") or "",
         )
 
 
 @dataclass(frozen=True)
-class BucketSettings:
+class BucketSettings(PartitionPair):
     """Settings of functions/bucket_replicator and functions/bucket_backfill."""
 
     buckets: BucketPair
@@ -130,11 +130,6 @@ class BucketSettings:
     progress_table: str | None
     eventbridge_keys_encoded: bool = True
 
-    @property
-    def cross_partition(self) -> bool:
-        """True when the target bucket is in another partition (aws <-> aws-cn)."""
-        return partition_of(self.source_region) != partition_of(self.target.region)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BucketSettings:
         """Read every S3 setting; raises SettingsError naming the first bad one."""
@@ -142,13 +137,12 @@ class BucketSettings:
         source_region = env.region("AWS_REGION")
         target = TargetSettings.from_env(env, with_table=False)
         peer = _peer_for(env, source_region, target)
-        same = partition_of(source_region) == partition_of(target.region)
         return cls(
             buckets=BucketPair.from_env(env),
             source_region=source_region,
             target=target,
             peer=peer,
-            copy=CopyOptions.from_env(env, same_partition=same),
+            copy=CopyOptions.from_env(env, same_partition=not crosses_partition(source_region, target)),
             parking_queue_url=env.optional("PARKING_QUEUE_URL", pattern=URL_RE, expects="an SQS queue URL"),
             work_queue_url=env.optional("WORK_QUEUE_URL", pattern=URL_RE, expects="an SQS queue URL"),
             sequencer_table=env.optional("SEQUENCER_TABLE_NAME", pattern=TABLE_RE, expects="a DynamoDB table name"),

@@ -9,10 +9,11 @@ from typing import Any
 
 import boto3
 
-from ..core.access import PeerKeys, TargetAccess
+from ..core.access import TargetAccess
 from ..core.clients import client_config
-from ..core.errors import PermanentError, RetryableError, classify, is_credential_error
+from ..core.errors import PermanentError
 from ..core.observability import MetricUnit, logger, metrics
+from ..core.steps import call_budget, step_errors
 from ..loads.stepinput import Kind, check
 from .clients import Json, VerifyClients
 from .plan import plan
@@ -192,7 +193,7 @@ def run_action(
         )
     check_step(str(action), event)
     budget = min(budget_seconds, float(event.get("callSeconds") or budget_seconds))
-    try:
+    with step_errors(clients.target.refresh):
         if action == "plan":
             return plan(event, settings, clients)
         if action == "scan":
@@ -207,12 +208,6 @@ def run_action(
             return report(event, settings, clients, budget_seconds=budget)
         if action == "summarize":
             return summarize(event, settings, clients)
-    except (PermanentError, RetryableError):
-        raise
-    except Exception as exc:  # every AWS error is classified for the state's Retry/Catch
-        if is_credential_error(exc):
-            clients.target.refresh()
-        raise classify(exc) from exc
     raise AssertionError(f"no branch for action {action!r}")
 
 
@@ -229,15 +224,14 @@ def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_verify_settings()
     config = client_config(max_attempts=8, pool=settings.read_concurrency + 4)
-    peer = PeerKeys(settings.peer) if settings.peer else None
     source = boto3.client("dynamodb", region_name=settings.source_region, config=config)
     s3 = boto3.client("s3", region_name=settings.source_region, config=config)
-    return Runtime(settings, VerifyClients(source=source, s3=s3, target=TargetAccess(settings.target, peer)))
+    target = TargetAccess.of(settings.target, settings.peer)
+    return Runtime(settings, VerifyClients(source=source, s3=s3, target=target))
 
 
 def handle(event: Json, context: Any) -> Json:
     """One workflow step; a call stops a minute before the function's timeout."""
     rt = runtime()
-    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 60)
     logger.append_keys(action=event.get("action"), verifyId=event.get("verifyId"), side=event.get("side"))
-    return run_action(event, rt.settings, rt.clients, owner=context.aws_request_id, budget_seconds=budget)
+    return run_action(event, rt.settings, rt.clients, owner=context.aws_request_id, budget_seconds=call_budget(context))

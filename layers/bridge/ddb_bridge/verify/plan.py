@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from ..core.canonical import BRIDGE_ATTRIBUTES
-from ..core.capacity import default_segments, table_capacity
-from ..core.errors import error_code
+from ..core.capacity import default_segments, describe_table, key_schema, table_capacity
 from ..core.inputs import IntField, InvalidInput, flag, input_object, run_id, whole_numbers
 from ..core.observability import MetricUnit, metrics
 from .clients import Json, VerifyClients
@@ -42,21 +39,6 @@ def parse_input(raw: Any, execution: str) -> Json:
     return out
 
 
-def _describe(client: Any, table: str) -> Json | None:
-    try:
-        return dict(client.describe_table(TableName=table)["Table"])
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
-
-
-def key_schema(desc: Json) -> list[str]:
-    """A table's keys as `name (HASH, S)`, in order."""
-    types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
-    return [f"{k['AttributeName']} ({k['KeyType']}, {types.get(k['AttributeName'])})" for k in desc["KeySchema"]]
-
-
 def rates(percent: int, source: Json, target: Json, workers: int) -> Json:
     """Units per second for one worker: the share of each table's capacity, split evenly."""
     share = percent / 100
@@ -78,10 +60,10 @@ def plan(event: Json, settings: VerifySettings, clients: VerifyClients) -> Json:
 
 
 def _plan(values: Json, settings: VerifySettings, clients: VerifyClients) -> Json:
-    source = _describe(clients.source, settings.source_table)
+    source = describe_table(clients.source, settings.source_table)
     if source is None:
         raise InvalidInput(f"the source table {settings.source_table} does not exist in {settings.source_region}")
-    target = _describe(clients.target.client("dynamodb"), settings.target.table)
+    target = describe_table(clients.target.client("dynamodb"), settings.target.table)
     if target is None:
         raise InvalidInput(f"the target table {settings.target.table} does not exist in {settings.target.region}")
     if key_schema(source) != key_schema(target):

@@ -17,8 +17,6 @@ from ..core.settings import (
 )
 
 VERIFY_MODES = ("ordered", "lww", "bidirectional")
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_PREFIX_RE = re.compile(r"^[\w!.*'()/-]{1,200}$")
 _ATTR_LIST_RE = re.compile(r"^[^,]{1,255}(,[^,]{1,255}){0,99}$")
 
 
@@ -58,13 +56,8 @@ class VerifySettings:
             mode=env.choice("VERIFY_MODE", VERIFY_MODES, "ordered"),
             versions=VersionAttrs.from_env(env),
             progress_table=env.table("VERIFY_PROGRESS_TABLE"),
-            report_bucket=env.text("VERIFY_REPORT_BUCKET", pattern=_BUCKET_RE, expects="an S3 bucket name"),
-            report_prefix=env.text(
-                "VERIFY_REPORT_PREFIX",
-                default="ddb-bridge/verify",
-                pattern=_PREFIX_RE,
-                expects="an S3 key prefix such as ddb-bridge/verify",
-            ).strip("/"),
+            report_bucket=env.bucket("VERIFY_REPORT_BUCKET"),
+            report_prefix=env.key_prefix("VERIFY_REPORT_PREFIX", "ddb-bridge/verify"),
             ignore_attributes=frozenset(n.strip() for n in (ignore or "").split(",") if n.strip()),
             in_flight_seconds=env.integer("VERIFY_IN_FLIGHT_SECONDS", 300, minimum=1, maximum=86400),
             read_concurrency=env.integer("VERIFY_READ_CONCURRENCY", 8, minimum=1, maximum=64),

@@ -8,11 +8,12 @@ from typing import Any
 
 import boto3
 
-from ...core.access import PeerKeys, TargetAccess
+from ...core.access import TargetAccess
 from ...core.clients import client_config
-from ...core.errors import PermanentError, RetryableError, classify, is_credential_error
+from ...core.errors import PermanentError
 from ...core.observability import MetricUnit, logger, metrics
 from ...core.parking import ParkingLot
+from ...core.steps import call_budget, step_errors
 from ..settings import BackfillSettings, load_backfill_settings
 from ..stepinput import BACKFILL_FIELDS, check, check_backfill_copy
 from .clients import BackfillClients, Json
@@ -75,7 +76,7 @@ def run_action(
         check_backfill_copy(event)
     elif action in BACKFILL_FIELDS:
         check(str(action), event, BACKFILL_FIELDS[str(action)])
-    try:
+    with step_errors(clients.target.refresh):
         if action == "plan":
             return plan(event, settings, clients)
         if action == "copy":
@@ -83,12 +84,6 @@ def run_action(
             return copy_segment(event, settings, clients, owner=owner, budget_seconds=budget)
         if action == "summarize":
             return summarize(event, clients)
-    except (PermanentError, RetryableError):
-        raise
-    except Exception as exc:  # every AWS error is classified for the state's Retry/Catch
-        if is_credential_error(exc):
-            clients.target.refresh()
-        raise classify(exc) from exc
     raise PermanentError("UnknownAction", f"unknown action {action!r}; expected plan, copy or summarize")
 
 
@@ -105,21 +100,18 @@ def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_backfill_settings()
     config = client_config(max_attempts=8, pool=8)
-    peer = PeerKeys(settings.peer) if settings.peer else None
     source = boto3.client("dynamodb", region_name=settings.source_region, config=config)
     parking = (
         ParkingLot(settings.parking_queue_url, source="backfill", region=settings.source_region)
         if settings.parking_queue_url
         else None
     )
-    return Runtime(
-        settings, BackfillClients(source=source, target=TargetAccess(settings.target, peer), parking=parking)
-    )
+    target = TargetAccess.of(settings.target, settings.peer)
+    return Runtime(settings, BackfillClients(source=source, target=target, parking=parking))
 
 
 def handle(event: Json, context: Any) -> Json:
     """One workflow step; a copy call stops a minute before the function's timeout."""
     rt = runtime()
-    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 60)
     logger.append_keys(action=event.get("action"), backfillId=event.get("backfillId"))
-    return run_action(event, rt.settings, rt.clients, owner=context.aws_request_id, budget_seconds=budget)
+    return run_action(event, rt.settings, rt.clients, owner=context.aws_request_id, budget_seconds=call_budget(context))

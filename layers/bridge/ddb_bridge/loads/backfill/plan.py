@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ...core.capacity import default_segments, table_capacity
-from ...core.errors import error_code
+from ...core.capacity import default_segments, describe_table, key_schema, table_capacity
 from ...core.inputs import IntField, InvalidInput, flag, input_object, run_id, whole_numbers
 from ...core.observability import MetricUnit, metrics
 from ..settings import BackfillSettings
@@ -70,35 +67,20 @@ def plan(event: Json, settings: BackfillSettings, clients: BackfillClients) -> J
         return {"valid": False, "message": f"Invalid input: {exc}. Fix it and start a new execution."}
 
 
-def _describe(client: Any, table: str) -> Json | None:
-    try:
-        return dict(client.describe_table(TableName=table)["Table"])
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
-
-
-def _keys(desc: Json) -> list[str]:
-    """A table's keys as `name (HASH, S)`, in order."""
-    types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
-    return [f"{k['AttributeName']} ({k['KeyType']}, {types.get(k['AttributeName'])})" for k in desc["KeySchema"]]
-
-
 def _plan(values: Json, settings: BackfillSettings, clients: BackfillClients) -> Json:
-    source = _describe(clients.source, settings.source_table)
+    source = describe_table(clients.source, settings.source_table)
     if source is None:
         raise InvalidInput(f"the source table {settings.source_table} does not exist in {settings.source_region}")
     target_ddb = clients.target.client("dynamodb")
-    target = _describe(target_ddb, settings.target.table)
+    target = describe_table(target_ddb, settings.target.table)
     if target is None:
         raise InvalidInput(
             f"the target table {settings.target.table} does not exist in {settings.target.region}: "
             "the backfill copies into an existing table (create it, or use the full-load workflow, "
             "which creates it by import)"
         )
-    if _keys(source) != _keys(target):
-        raise InvalidInput(f"the target's keys {_keys(target)} differ from the source's {_keys(source)}")
+    if key_schema(source) != key_schema(target):
+        raise InvalidInput(f"the target's keys {key_schema(target)} differ from the source's {key_schema(source)}")
     store = ProgressStore(clients.source, settings.progress_table)
     earlier = store.existing(values["backfillId"])  # a resumed backfill keeps its segments and write mode
     total = values["totalSegments"] or (earlier or {}).get("totalSegments") or default_segments(source)
@@ -113,7 +95,7 @@ def _plan(values: Json, settings: BackfillSettings, clients: BackfillClients) ->
                 "resurrect a live delete. Set it on both functions, or use 'overwrite' while live "
                 "replication is stopped"
             )
-        if _describe(target_ddb, settings.tombstone_table) is None:
+        if describe_table(target_ddb, settings.tombstone_table) is None:
             raise InvalidInput(
                 f"the tombstone table {settings.tombstone_table} does not exist in {settings.target.region}"
             )

@@ -9,10 +9,11 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ...core.access import PeerKeys, TargetAccess
+from ...core.access import TargetAccess
 from ...core.clients import client_config
 from ...core.errors import PermanentError, RetryableError, classify, describe, error_code, is_credential_error
 from ...core.observability import logger
+from ...core.steps import call_budget, step_errors
 from ..settings import FullLoadSettings, load_full_load_settings
 from ..stepinput import FULL_LOAD_FIELDS, check
 from .clients import FullLoadClients, Json
@@ -95,20 +96,12 @@ def run_action(event: Json, settings: FullLoadSettings, clients: FullLoadClients
     if missing:
         raise PermanentError("BadStepInput", f"step {action!r} needs {', '.join(missing)} in its input")
     check(action, event, FULL_LOAD_FIELDS[action])
-    try:
+    with step_errors(clients.target.refresh, classify_step):
         return _step(action, event, settings, clients, budget_seconds)
-    except Exception as exc:  # every error is classified for the state's Retry/Catch
-        if is_credential_error(exc):
-            clients.target.refresh()
-        error = classify_step(exc)
-        if error is exc:
-            raise
-        raise error from exc
 
 
 # ---- the Lambda --------------------------------------------------------------------------------------------
 COPY_BUDGET_MAX_SECONDS = 600.0
-SAFETY_SECONDS = 60.0
 
 
 @dataclass
@@ -124,12 +117,11 @@ def runtime() -> Runtime:
     """Settings and clients, built once per cold start; a bad setting fails here with its name."""
     settings = load_full_load_settings()
     config = client_config(max_attempts=8)
-    peer = PeerKeys(settings.peer) if settings.peer else None
     clients = FullLoadClients(
         dynamodb=boto3.client("dynamodb", region_name=settings.source_region, config=config),
         lambda_=boto3.client("lambda", region_name=settings.source_region, config=config),
         s3=boto3.client("s3", region_name=settings.source_region, config=config),
-        target=TargetAccess(settings.target, peer),
+        target=TargetAccess.of(settings.target, settings.peer),
     )
     return Runtime(settings, clients)
 
@@ -137,6 +129,5 @@ def runtime() -> Runtime:
 def handle(event: Json, context: Any) -> Json:
     """One workflow step; the copy step is bounded by the invocation's remaining time."""
     rt = runtime()
-    budget = min(COPY_BUDGET_MAX_SECONDS, context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS)
     logger.append_keys(action=event.get("action"), execution=(event.get("plan") or {}).get("execution"))
-    return run_action(event, rt.settings, rt.clients, max(1.0, budget))
+    return run_action(event, rt.settings, rt.clients, call_budget(context, most=COPY_BUDGET_MAX_SECONDS))

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ...core.capacity import describe_table
 from ...core.errors import PermanentError, RetryableError, error_code, is_credential_error
 from ...core.observability import MetricUnit, metrics
 from ..settings import FullLoadSettings
@@ -35,11 +36,8 @@ def precheck(plan_: Json, settings: FullLoadSettings, clients: FullLoadClients) 
     table = settings.source_table
     region = settings.source_region
     out: Json = {"passed": False}
-    try:
-        desc = clients.dynamodb.describe_table(TableName=table)["Table"]
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise
+    desc = describe_table(clients.dynamodb, table)
+    if desc is None:
         checks.add(
             "source table",
             False,
