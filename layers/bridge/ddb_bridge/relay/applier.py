@@ -31,7 +31,7 @@ from ..core.errors import PermanentError
 from ..core.observability import logger
 from ..core.parking import ParkingLot
 from ..table.writer import Outcome
-from .apply import DEFERRED, Applier
+from .apply import Applier
 from .local import LocalTable, Store
 from .packs import DEFAULT_MAX_PACK_BYTES, MAX_RECORD_BYTES, MalformedPack, Pack, decode
 from .settings import ApplierSettings, load_applier_settings
@@ -53,7 +53,6 @@ class ApplierReport:
     future: int = 0
     failed: int = 0
     non_retryable: int = 0
-    deferred: int = 0  # deletes of a local write the relay had not versioned yet: retried after it has
     write_requests: int = 0
     lags_ms: list[int] = field(default_factory=list)
 
@@ -158,7 +157,6 @@ def apply_batch(
             report.parked += park_or_fail(parking, change.record, result, failed_records, parked)
         else:
             failed_keys.add(kid)
-            report.deferred += result.reason == DEFERRED
             report.non_retryable += result.needs_operator
             logger.warning("write failed, will retry", extra={"reason": result.reason, "error": str(result)[:300]})
     for kid in failed_keys:
@@ -177,7 +175,6 @@ def _emit(report: ApplierReport) -> None:
         "RecordsRetried": report.failed,
         "NonRetryableFailures": report.non_retryable,
         "ChangesFromTheFuture": report.future,
-        "ChangesDeferred": report.deferred,
         "WriteRequests": report.write_requests,
     }
     publish(counts, lags_ms=report.lags_ms)

@@ -6,15 +6,15 @@ For a batch of changes (one per key, the newest):
    newest local change the relay versioned) and its `P#` record (the newest replicated delete).
 2. Decide in code. The key's current version is the newest of the item's visible version (`states`), the
    local record's and the replicated delete's. A change applies iff it is newer; the same version is a
-   duplicate; an older one is stale: nothing is written, nothing billed.
-   A delete that meets a local write the relay has not versioned yet is deferred: its record is retried
-   once the relay has (it cannot know whether that write is newer, and a REMOVE it could not name would
-   cross the border as a local delete). A put in that case is written, and the relay puts the local write
-   back if it was newer (it sees both in its stream).
+   duplicate; an older one is stale: nothing is written, nothing billed. An item whose version cannot be
+   told (a local write the relay has not versioned yet, an item older than the bridge) counts as older
+   than the change: it is overwritten or removed, and the relay, which sees that local write and then
+   replication's write or REMOVE in its stream, puts the local write back if it was newer.
 3. Write: puts with BatchWriteItem (25 per call, concurrently, the version in the bridge's attribute);
-   deletes record their `P#` first (the delete and the exact version it removes: the echo marker), then
-   a DeleteItem guarded by the state that was read (re-read and decided again if it changed), so a delete
-   is acknowledged only once both are done and a failed `P#` write never leaves an unremembered delete.
+   deletes record their `P#` first (the delete and what it removes: the exact version, or a token of the
+   content when the version cannot be told: the echo marker), then a DeleteItem guarded by the state that
+   was read (re-read and decided again if it changed), so a delete is acknowledged only once both are done
+   and a failed `P#` write never leaves an unremembered delete.
 4. Re-read the `L#` records of the keys written: a local delete that landed between the read and the
    write makes the put a resurrection; it is removed again (with its marker).
 
@@ -38,7 +38,6 @@ from .local import Store, Write, item_key
 from .sidetable import LocalRecord, PeerRecord
 from .states import Versions, digest
 
-DEFERRED = "LocalChangeNotVersionedYet"
 _ROUNDS = 4
 
 
@@ -120,18 +119,17 @@ class Applier:
         version = change.version
         assert version is not None
         visible = self.stamps.visible(read.item, read.local) if read.item is not None else None
-        unknown = read.item is not None and visible is None
         known = [v for v in (visible, read.local.version, read.peer.version) if v is not None]
         current = max(known) if known else None
-        if change.op is Op.DELETE and unknown:
-            return RetryableError(DEFERRED, "a local write the relay has not versioned yet: decided once it has")
         if current is not None and version < current:
             return Outcome.STALE
         if current is not None and version == current:
             if change.op is Op.PUT:
                 return Outcome.DUPLICATE
-            if read.item is None or visible is None or visible >= version:
-                return Outcome.DUPLICATE if read.item is None else Outcome.STALE
+            if read.item is None:
+                return Outcome.DUPLICATE
+            if visible is not None and visible >= version:
+                return Outcome.STALE
             return None  # a delete recorded before, whose item removal did not happen yet: finish it
         return None
 
@@ -213,6 +211,8 @@ class Applier:
             assert change.version is not None
             visible = self.stamps.visible(read.item, read.local) if read.item is not None else None
             record = read.peer.deleting(change.version, visible)
+            if read.item is not None and visible is None:
+                record = record.removing_content(digest(read.item))  # the REMOVE is named by what it removed
             records[change.key_id] = record
             if record != read.peer:
                 item = record.item(change.key_id, self.store.side.ttl_seconds)
@@ -241,7 +241,7 @@ class Applier:
                 if removed is not None and read.item is not None and digest(removed) != digest(read.item):
                     # A local write landed between the read and the delete (an UpdateItem keeps every
                     # attribute the guard looks at): name what was removed, so the relay judges it.
-                    record = records[change.key_id].removing_digest(digest(removed))
+                    record = records[change.key_id].removing_content(digest(removed))
                     item = record.item(change.key_id, self.store.side.ttl_seconds)
                     markers.append(Write(self.store.side.table, {"PutRequest": {"Item": item}}, change.key_id))
         for owner, error in self.store.write(markers).items():

@@ -11,7 +11,9 @@ Two records per key, each written by one function only, so neither needs a condi
   application's PutItem drops the bridge's attribute, its UpdateItem keeps a stale one).
 - `P#<key>`, written by relay_applier: the newest delete replication applied (`v`), the exact versions it
   removed (`x`: echo markers, so the table stream's REMOVEs are recognised and never travel back), and
-  `xh`, the digest of what was removed when a local write landed between the applier's read and its delete.
+  `xh`, tokens `<digest>@<n>` of states it removed without knowing their version (a local write the relay
+  had not versioned yet, an item older than the bridge): the relay matches a REMOVE of exactly that
+  content to the oldest token it has not consumed, and records it as consumed in `L#` (`c`).
 
 The echo markers are kept as the last few removed versions (`MARKERS`), so a second replicated delete of a
 key does not erase the marker of a first one whose REMOVE the relay has not read yet.
@@ -22,6 +24,7 @@ the longest time a change can be in flight (docs/bidirectional.md#limits-read-be
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
@@ -51,6 +54,7 @@ class LocalRecord:
     deleted: bool = False
     digest: str | None = None  # of the local state (puts): tells that state apart from a later local write
     removed: tuple[Version, ...] = ()  # x: the relay deleted exactly these versions (echoes of its own repairs)
+    consumed: tuple[str, ...] = ()  # c: `P#` tokens already matched to a REMOVE
 
     def item(self, key_id: str, ttl_seconds: int) -> Image:
         """The record as stored."""
@@ -63,6 +67,8 @@ class LocalRecord:
             out["h"] = {"S": self.digest}
         if self.removed:
             out["x"] = {"L": [{"S": encode_version(v)} for v in self.removed[-MARKERS:]]}
+        if self.consumed:
+            out["c"] = {"L": [{"S": t} for t in self.consumed[-MARKERS:]]}
         return out
 
     @classmethod
@@ -70,13 +76,23 @@ class LocalRecord:
         """The record read back (an absent or unreadable one is empty)."""
         if not item:
             return cls()
-        return cls(decode_version(_text(item, "v")), _flag(item, "d"), _text(item, "h"), _versions(item, "x"))
+        return cls(
+            decode_version(_text(item, "v")),
+            _flag(item, "d"),
+            _text(item, "h"),
+            _versions(item, "x"),
+            _texts(item, "c"),
+        )
 
     def removing(self, version: Version) -> LocalRecord:
         """The record with one more version the relay removes."""
         if version in self.removed:
             return self
-        return LocalRecord(self.version, self.deleted, self.digest, (*self.removed, version)[-MARKERS:])
+        return dataclasses.replace(self, removed=(*self.removed, version)[-MARKERS:])
+
+    def consuming(self, token: str) -> LocalRecord:
+        """The record with one more `P#` token matched."""
+        return dataclasses.replace(self, consumed=(*self.consumed, token)[-MARKERS:])
 
     @property
     def tombstone(self) -> Version | None:
@@ -90,7 +106,7 @@ class PeerRecord:
 
     version: Version | None = None
     removed: tuple[Version, ...] = ()  # x
-    removed_digests: tuple[str, ...] = ()  # xh: what was removed, when it was not the state the applier had read
+    tokens: tuple[str, ...] = ()  # xh: `<digest>@<n>` of states removed without a known version
 
     def item(self, key_id: str, ttl_seconds: int) -> Image:
         """The record as stored."""
@@ -99,8 +115,8 @@ class PeerRecord:
             out["v"] = {"S": encode_version(self.version)}
         if self.removed:
             out["x"] = {"L": [{"S": encode_version(v)} for v in self.removed[-MARKERS:]]}
-        if self.removed_digests:
-            out["xh"] = {"L": [{"S": h} for h in self.removed_digests[-MARKERS:]]}
+        if self.tokens:
+            out["xh"] = {"L": [{"S": h} for h in self.tokens[-MARKERS:]]}
         return out
 
     @classmethod
@@ -108,20 +124,20 @@ class PeerRecord:
         """The record read back (an absent or unreadable one is empty)."""
         if not item:
             return cls()
-        digests = tuple(t for t in (_text(v, "S") for v in _list(item, "xh")) if t is not None)
-        return cls(decode_version(_text(item, "v")), _versions(item, "x"), digests)
+        return cls(decode_version(_text(item, "v")), _versions(item, "x"), _texts(item, "xh"))
 
     def deleting(self, version: Version, removed: Version | None) -> PeerRecord:
         """The record of one more replicated delete (and the version it removes, if the item was there)."""
         markers = self.removed if removed is None or removed in self.removed else (*self.removed, removed)[-MARKERS:]
         newest = version if self.version is None or version > self.version else self.version
-        return PeerRecord(newest, markers, self.removed_digests)
+        return PeerRecord(newest, markers, self.tokens)
 
-    def removing_digest(self, value: str) -> PeerRecord:
-        """The record with the digest of a state removed without having been read (see the module docstring)."""
-        if value in self.removed_digests:
-            return self
-        return PeerRecord(self.version, self.removed, (*self.removed_digests, value)[-MARKERS:])
+    def removing_content(self, content_digest: str) -> PeerRecord:
+        """The record with one more token: a state of this content removed without a known version."""
+        n = 1 + max(
+            (int(t.rpartition("@")[2]) for t in self.tokens if t.rpartition("@")[0] == content_digest), default=0
+        )
+        return PeerRecord(self.version, self.removed, (*self.tokens, f"{content_digest}@{n}")[-MARKERS:])
 
 
 def _text(item: Image, name: str) -> str | None:
@@ -136,8 +152,12 @@ def _list(item: Image, name: str) -> list[Any]:
     return [v for v in inner if isinstance(v, dict)] if isinstance(inner, list) else []
 
 
+def _texts(item: Image, name: str) -> tuple[str, ...]:
+    return tuple(t for t in (v.get("S") for v in _list(item, name)) if isinstance(t, str))
+
+
 def _versions(item: Image, name: str) -> tuple[Version, ...]:
-    found = (decode_version(_text(v, "S")) for v in _list(item, name))
+    found = (decode_version(t) for t in _texts(item, name))
     return tuple(v for v in found if v is not None)
 
 

@@ -28,6 +28,7 @@ is parked rather than sent: it would win last-writer-wins at the peer until its 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class _Plan:
     """What the batch must do for one key."""
 
     key: Image = field(default_factory=dict)  # the item key (client form)
+    local: LocalRecord = field(default_factory=LocalRecord)  # the key's L# record as the walk left it
     send: _State | None = None
     record: LocalRecord | None = None  # the L# record to write before anything crosses
     repair: tuple[_State, _State | None] | None = None  # (the state to put back, the item's state the batch left)
@@ -199,6 +201,7 @@ class _Walker:
         self.region = settings.region_tag
         self.horizon_us = horizon_us
         self.report = report
+        self.consumed: set[str] = set()  # keys whose `L#` must record consumed tokens
 
     def needs_records(self, changes: list[Change]) -> bool:
         """Whether the key's side records matter to the walk (else the reads are skipped)."""
@@ -229,6 +232,7 @@ class _Walker:
         final: _State | None = None
         candidates: list[_State] = []
         ttl_gone = False
+        consumed = local.consumed
         for change in changes:
             body = change.record["dynamodb"]
             new, old = body.get("NewImage"), body.get("OldImage")
@@ -251,12 +255,15 @@ class _Walker:
                 latest = LocalRecord(version, False, self.stamps.content_digest(new), latest.removed)
                 continue
             removed = held.version if held is not None else None
-            if old is not None and self._is_echo(old, removed, local, peer):
+            echo, token = self._is_echo(old, removed, local, peer, consumed) if old is not None else (False, None)
+            if token is not None:
+                consumed = (*consumed, token)
+            if echo:
                 self.report.echoes_dropped += 1
                 final = None
-                echo = max((v for v in (peer.version, local.tombstone) if v is not None), default=None)
-                if echo is not None:
-                    newest = _max(newest, _State(echo, None, True))
+                why = max((v for v in (peer.version, local.tombstone) if v is not None), default=None)
+                if why is not None:
+                    newest = _max(newest, _State(why, None, True))
                 continue
             final = None
             if change.is_ttl and not self.settings.replicate_ttl_deletes:
@@ -273,6 +280,9 @@ class _Walker:
             self.report.versions.append(
                 (kid, sequence_number(state.change.seq) if state.change else 0, state.version, state.deleted)
             )
+        if consumed != local.consumed:
+            local = dataclasses.replace(local, consumed=consumed)
+            self.consumed.add(kid)
         return self._plan(kid, dict(changes[0].key), candidates, newest, final, ttl_gone, local)
 
     # -- the pieces of the walk ---------------------------------------------------------------------
@@ -326,11 +336,23 @@ class _Walker:
             return Version(max(when, floor), self.region, seq, 1)
         return bridge_version(_second_us(change.approx_ms), seq, self.region, _version(newest))
 
-    def _is_echo(self, old: Image, removed: Version | None, local: LocalRecord, peer: PeerRecord) -> bool:
-        """A REMOVE made by replication: the applier (`P#` x) or this relay's repair (`L#` x) removed exactly it."""
+    def _is_echo(
+        self, old: Image, removed: Version | None, local: LocalRecord, peer: PeerRecord, consumed: tuple[str, ...]
+    ) -> tuple[bool, str | None]:
+        """A REMOVE made by replication, and the `P#` token it consumes, if any.
+
+        The applier (`P#` x) or this relay's repair (`L#` x) removed exactly that version; or the applier
+        removed a state of exactly that content without knowing its version (the oldest token not consumed).
+        """
         if removed is not None and (removed in peer.removed or removed in local.removed):
-            return True
-        return bool(peer.removed_digests) and digest(old) in peer.removed_digests
+            return True, None
+        if not peer.tokens:
+            return False, None
+        content = digest(old)
+        for token in peer.tokens:
+            if token.rpartition("@")[0] == content and token not in consumed:
+                return True, token
+        return False, None
 
     def _plan(
         self,
@@ -342,7 +364,7 @@ class _Walker:
         ttl_gone: bool,
         local: LocalRecord,
     ) -> _Plan:
-        plan = _Plan(key=key, coalesced=max(0, len(candidates) - 1))
+        plan = _Plan(key=key, local=local, coalesced=max(0, len(candidates) - 1))
         self.report.coalesced += plan.coalesced
         top = None
         for state in candidates:
@@ -353,10 +375,12 @@ class _Walker:
             record_it = self.stamps.bridge_owned or top.deleted or (top.version is not None and top.version.rank == 0)
             if record_it:
                 digest_of = None if top.deleted or top.image is None else self.stamps.content_digest(top.image)
-                plan.record = LocalRecord(top.version, top.deleted, digest_of, local.removed)
+                plan.record = LocalRecord(top.version, top.deleted, digest_of, local.removed, local.consumed)
             if top.deleted:
                 plan.kill_after = top.version
                 self.report.deletes_remembered += 1
+        if plan.record is None and kid in self.consumed:
+            plan.record = local  # only the consumed tokens changed
         if ttl_gone or newest is None or newest.version is None:
             return plan
         if newest.deleted:
@@ -421,7 +445,7 @@ def _write_records(
         record = plan.record
         if plan.repair is not None and plan.repair[0].deleted and plan.repair[1] is not None:
             removed = plan.repair[1].version  # the repair removes exactly this: its REMOVE is an echo
-            base = record or side.get(kid, (LocalRecord(), PeerRecord()))[0]
+            base = record or plan.local
             record = base.removing(removed) if removed is not None else base
             plan.record = record
         if record is None:
@@ -529,7 +553,9 @@ class _LocalWrites:
                 )
             else:
                 assert target.image is not None
-                item = self.stamps.mark(decode_image(target.image), target.version)
+                item = decode_image(target.image)
+                if self.stamps.bridge_owned or target.version.rank == 0:
+                    item = self.stamps.mark(item, target.version)  # how the relay recognises its own repair
                 outcome = self.store.conditional(
                     "PutItem", TableName=self.store.table, Item=item, **self._guard(expected, key).kwargs()
                 )
@@ -587,7 +613,7 @@ class _LocalWrites:
             return
         records = []
         for kid, _, version in kills:
-            base = plans[kid].record or side.get(kid, (LocalRecord(), PeerRecord()))[0]
+            base = plans[kid].record or plans[kid].local
             records.append(
                 Write(
                     self.store.side.table,
