@@ -94,7 +94,9 @@ def test_the_relay_filter_drops_only_new_items_stamped_by_the_peer_with_applicat
     local = record({"pk": {"S": "a"}, "last_updater_region": {"S": "cn-north-1"}})
     peer_new = record({"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}}, name="INSERT")
     stamped_old = {"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}}
-    peer_update = record({"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}, "v": {"N": "2"}}, stamped_old)
+    peer_update = record(
+        {"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}, "v": {"N": "2"}}, stamped_old
+    )
     remove = record(None, stamped_old, "REMOVE")
     unstamped = record({"pk": {"S": "a"}})
     assert keep([local, peer_new, peer_update, remove, unstamped]) == [local, peer_update, remove, unstamped]

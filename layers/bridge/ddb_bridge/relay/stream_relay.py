@@ -391,7 +391,7 @@ class _Walker:
         if plan.repair is not None:
             self.report.reverted += 1
             logger.warning(
-                "the item did not end at the newest state this region held: putting that state back",
+                "the item did not end at the newest state this region held: putting the newer state back",
                 extra={"key": shown(kid, self.settings.log_keys)},
             )
         return plan
