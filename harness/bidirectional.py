@@ -30,6 +30,7 @@ from botocore.config import Config
 from ddb_bridge.core.settings import VersionAttrs
 
 from . import moto_patches
+from .chaos import Chaos
 from .kinesis import Faults, FlakyPutRecords, KinesisPoller, revoke_keys
 from .lambdas import LocalFunction
 from .streams import StreamPoller, lambda_record
@@ -124,6 +125,7 @@ class CachedShardsPoller(StreamPoller):
     """
 
     _cached: list[str] | None = None
+    random_batches: random.Random | None = None  # cut each batch at a random size (up to batch_size)
 
     def _shards(self) -> list[str]:
         if self._cached is None:
@@ -143,7 +145,8 @@ class CachedShardsPoller(StreamPoller):
                 lambda_record(r, self.stream_arn, self.region, whole_seconds=self.whole_seconds)
                 for r in resp.get("Records", [])
             )
-        batch, self._buffer[shard] = buffered[: self.batch_size], buffered[self.batch_size :]
+        size = self.random_batches.randint(1, self.batch_size) if self.random_batches else self.batch_size
+        batch, self._buffer[shard] = buffered[:size], buffered[size:]
         return batch
 
 
@@ -191,6 +194,10 @@ class Side:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def get_data(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The items of these keys that exist, as the application sees its data (without the bridge's attribute)."""
+        return {k: {n: v for n, v in item.items() if n != BRIDGE_ATTR} for k, item in self.get(keys).items()}
+
     def data(self) -> dict[str, dict[str, Any]]:
         """Every item as the application sees its data: without the bridge's own attribute."""
         return {k: {n: v for n, v in item.items() if n != BRIDGE_ATTR} for k, item in self.items().items()}
@@ -237,6 +244,11 @@ class Delivery:
     reorder: bool = False  # Kinesis batches shuffled
     stream_duplicate: float = 0.0  # DynamoDB stream records delivered twice in a batch
     batch_size: int = 100
+    random_batches: bool = False  # each stream batch cut at a random size up to batch_size (records of one item apart)
+    side_bursts: float = 0.0  # chance a side-table write starts a burst failing every round of an invocation
+    kill: float = 0.0  # chance a function's request kills its invocation (before sending it or after its response)
+    lost: float = 0.0  # chance a function's write goes through and its response is lost (it is sent again)
+    max_retries: int = 3  # the event sources' retries of a failing batch (MaximumRetryAttempts)
 
 
 class TwoRegions:
@@ -267,6 +279,7 @@ class TwoRegions:
         self.revoked: set[str] = set()
         self.revoked_code = "UnrecognizedClientException"
         self.flaky: list[FlakyPutRecords] = []
+        self.chaos = Chaos(rng=self.delivery.rng, side_tables={f"{self.name}-tombstones"})
         self.a = self._side(REGION_A, "a", shards)
         self.b = self._side(REGION_B, "b", shards)
         self._keys(self.a, self.b)
@@ -352,6 +365,10 @@ class TwoRegions:
         runtime = side.relay_runtime()
         runtime.peer.client_factory = self._peer_client_factory()
         runtime.peer.sleep = lambda seconds: None
+        applier_local = side.applier.layer_module("ddb_bridge.relay.applier").runtime().local
+        for local in (runtime.local, applier_local):
+            local.sleep = lambda seconds: None  # retry rounds without the waits: the faults are injected, not real
+            self.chaos.attach(local.dynamodb)
         d = self.delivery
         faults = Faults(rng=d.rng, duplicate=d.duplicate, delay=d.delay, reorder=d.reorder)
         side.kinesis_poller = KinesisPoller(
@@ -365,7 +382,7 @@ class TwoRegions:
 
     def _peer_client_factory(self) -> Callable[[boto3.Session, str, Config], Any]:
         def factory(session: boto3.Session, region: str, config: Config) -> Any:
-            client = session.client("kinesis", region_name=region, config=config)
+            client = self.chaos.attach(session.client("kinesis", region_name=region, config=config))
             revoke_keys(client, self.revoked, self.revoked_code)  # read at each call: revoking later applies
             flaky = FlakyPutRecords(client, rng=self.delivery.rng, fail_rate=self.delivery.put_fail_rate)
             self.flaky.append(flaky)
@@ -378,14 +395,19 @@ class TwoRegions:
         self.delivery = delivery
         for flaky in self.flaky:
             flaky.rng, flaky.fail_rate = delivery.rng, delivery.put_fail_rate
+        self.chaos.rng = delivery.rng
+        self.chaos.side_bursts, self.chaos.kill, self.chaos.lost = delivery.side_bursts, delivery.kill, delivery.lost
         for side in self.sides:
             assert side.kinesis_poller is not None
             side.kinesis_poller.faults = Faults(
                 rng=delivery.rng, duplicate=delivery.duplicate, delay=delivery.delay, reorder=delivery.reorder
             )
             side.kinesis_poller.batch_size = delivery.batch_size
+            side.kinesis_poller.max_retries = delivery.max_retries
             if side.stream_poller is not None:
                 side.stream_poller.batch_size = delivery.batch_size
+                side.stream_poller.max_retries = delivery.max_retries
+                side.stream_poller.random_batches = delivery.rng if delivery.random_batches else None
 
     def put_failures(self) -> int:
         """PutRecords entries refused so far (and retried by the relays)."""
@@ -423,6 +445,8 @@ class TwoRegions:
                 transform=_chain(transforms),
             )
             side.stream_poller.whole_seconds = self.stamp_mode == "bridge"
+            side.stream_poller.max_retries = self.delivery.max_retries
+            side.stream_poller.random_batches = self.delivery.rng if self.delivery.random_batches else None
 
     def _filtered(self, side: Side, dropped: int) -> None:
         side.filtered_out += dropped

@@ -13,6 +13,9 @@ item that `DeleteItem(ReturnValues=ALL_OLD)` returns. A delete that removes noth
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import random
 import threading
 import time
@@ -155,6 +158,26 @@ class Writer:
         self.oracle.record(canon, version, item)
         return version
 
+    def update_unstamped(self, key: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """SET some attributes of an existing item and leave its stamp alone (a writer that forgot it).
+
+        Not a version: it cannot beat the stamp it left, so the bridge puts the stamped state back; the
+        oracle records nothing. False when the item was absent (nothing written).
+        """
+        names = {f"#a{i}": name for i, name in enumerate(changes)}
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(changes))),
+                ConditionExpression="attribute_exists(#k) AND attribute_exists(#ts)",
+                ExpressionAttributeNames={**names, "#k": next(iter(key)), "#ts": self.attrs.ts},
+                ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(changes.values())},
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def delete(self, key: dict[str, Any]) -> Version | None:
         """Delete the item; its version is (removed ts + 1, region), or None when nothing was there."""
         canon = canonical_key(key)
@@ -265,3 +288,123 @@ def random_body(rng: random.Random, size: int = 0) -> dict[str, Any]:
     if size:
         body["pad"] = {"S": "p" * size}
     return body
+
+
+# -- bridge-owned stamps ------------------------------------------------------------------------------
+class PlainWriter:
+    """One region's application with bridge-owned stamps: puts, updates, deletes and copies, no stamp at all.
+
+    Every write carries a fresh nonce (`w`), so each state can be told apart in the streams; nothing else is
+    recorded: the bridge versions the writes, and `BridgeOracle` judges the outcome from the streams.
+    """
+
+    def __init__(self, ddb: Any, table: str, rng: random.Random) -> None:
+        self.ddb = ddb
+        self.table = table
+        self.rng = rng
+
+    def _nonce(self) -> dict[str, Any]:
+        return {"w": {"S": f"{self.rng.getrandbits(48):012x}"}}
+
+    def put(self, key: dict[str, Any], body: dict[str, Any]) -> None:
+        """Replace the item."""
+        self.ddb.put_item(TableName=self.table, Item={**body, **key, **self._nonce()})
+
+    def update(self, key: dict[str, Any], changes: dict[str, Any]) -> None:
+        """SET some attributes (creating the item if absent); the bridge's attribute, if any, stays as it was."""
+        values = {**changes, **self._nonce()}
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        self.ddb.update_item(
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(values.values())},
+        )
+
+    def copy(self, key: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Read the item and put it back changed, with every attribute it had (the bridge's too); False if absent."""
+        item = self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        if not item:
+            return False
+        self.ddb.put_item(TableName=self.table, Item={**item, **changes, **self._nonce()})
+        return True
+
+    def delete(self, key: dict[str, Any]) -> None:
+        """Delete the item (no stream record, no change, when it is absent)."""
+        self.ddb.delete_item(TableName=self.table, Key=key)
+
+
+def stream_records(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
+    """Every record a table's stream holds, in order (a fresh iterator from TRIM_HORIZON on every shard)."""
+    out: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            out.extend(page.get("Records", []))
+            if not page.get("Records"):
+                break
+            iterator = page.get("NextShardIterator")
+    return out
+
+
+class VersionsDisagree(AssertionError):
+    """The relays versioned changes inconsistently (the oracle cannot trust them)."""
+
+
+@dataclass
+class BridgeOracle:
+    """The last-writer-wins outcome of a world with bridge-owned stamps.
+
+    It reads both tables' streams itself (what each local change was: its image, sequence number and
+    creation second) and takes from the relays' reports the version each change they sent got. Before
+    trusting them it checks what docs/bidirectional.md promises of them: one change, one version however
+    often it was relayed; a version's time is no earlier than its stream second; one region's versions of
+    one item increase in stream order (a later local write never orders below an earlier one). The expected
+    state of each key is its highest-versioned change: the image that change wrote, or nothing.
+    """
+
+    bridge_attr: str = "ddbb_v"
+
+    def expected(self, sides: list[Any], keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """{canonical key: item without the bridge's attribute} of the keys (all keys when None)."""
+        winners: dict[str, tuple[Version, dict[str, Any] | None]] = {}
+        for side in sides:
+            records = {r["dynamodb"]["SequenceNumber"]: r for r in stream_records(side.streams, side.stream_arn)}
+            seen: dict[int, Version] = {}
+            chains: dict[str, list[tuple[int, Version]]] = {}
+            for report in side.relay_reports:
+                for key_id, seq, version, deleted in report.versions:
+                    if seen.setdefault(seq, version) != version:
+                        raise VersionsDisagree(f"{side.region} seq {seq}: {seen[seq]} then {version}")
+                    record = records[str(seq)]
+                    second = int(record["dynamodb"]["ApproximateCreationDateTime"].timestamp()) * 1_000_000
+                    if version.ts < second or version.origin != side.tag:
+                        raise VersionsDisagree(f"{side.region} seq {seq}: {version} for a change of second {second}")
+                    chains.setdefault(key_id, []).append((seq, version))
+                    image = None if deleted else record["dynamodb"]["NewImage"]
+                    canon = canonical_key(json_key(key_id))
+                    if canon not in winners or version > winners[canon][0]:
+                        winners[canon] = (version, image)
+            for key_id, chain in chains.items():
+                ordered = [v for _, v in sorted(set(chain))]
+                if any(b <= a for a, b in itertools.pairwise(ordered)):
+                    raise VersionsDisagree(f"{side.region} {key_id}: versions out of stream order {ordered}")
+        out = {}
+        for canon, (_, image) in winners.items():
+            if image is not None and (keys is None or canon in keys):
+                out[canon] = canonical_item({k: v for k, v in image.items() if k != self.bridge_attr})
+        return out
+
+
+def json_key(key_id: str) -> dict[str, Any]:
+    """A key id (the layer's canonical Lambda-JSON key) back into the client form."""
+
+    def value(v: dict[str, Any]) -> dict[str, Any]:
+        ((tag, inner),) = v.items()
+        return {"B": base64.b64decode(inner)} if tag == "B" else {tag: inner}
+
+    return {name: value(v) for name, v in json.loads(key_id).items()}

@@ -19,6 +19,8 @@ from typing import Any
 
 from ddb_bridge.core.codec import encode_image
 
+from .chaos import Killed
+
 Handler = Callable[[dict[str, Any]], Any]
 
 
@@ -162,7 +164,7 @@ class StreamPoller:
                 response = self.handler({"Records": event_records})
                 failures = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]
                 crashed = False
-            except Exception:  # noqa: BLE001 - a function error: Lambda retries the whole batch
+            except (Exception, Killed):  # noqa: BLE001 - a function error: Lambda retries the whole batch
                 self.stats.function_errors += 1
                 failures = [pending[0]["dynamodb"]["SequenceNumber"]]
                 crashed = True

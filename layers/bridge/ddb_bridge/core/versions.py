@@ -63,9 +63,10 @@ class Version(NamedTuple):
 
 
 def _order_of(other: object) -> tuple[int, int, str, int]:
-    if not isinstance(other, Version):
+    order = getattr(other, "order", None)  # duck-typed: each function of the local harness has its own copy
+    if not callable(order):
         raise TypeError(f"a Version compares with a Version, not {type(other).__name__}")
-    return other.order()
+    return tuple(order())
 
 
 def _scaled_floor(number: Decimal, places: int) -> int:

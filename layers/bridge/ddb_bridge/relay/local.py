@@ -216,6 +216,7 @@ class LocalTable:
     side: SideTable
     stamps: Versions
     concurrency: int
+    sleep: Callable[[float], None] = time.sleep  # between retry rounds (the local harness skips the waits)
 
     @classmethod
     def of(cls, settings: LocalTableSettings) -> LocalTable:
@@ -235,4 +236,4 @@ class LocalTable:
 
     def store(self) -> Store:
         """A store for one invocation (it counts its requests)."""
-        return Store(self.dynamodb, self.table, self.side, self.stamps, self.concurrency)
+        return Store(self.dynamodb, self.table, self.side, self.stamps, self.concurrency, self.sleep)

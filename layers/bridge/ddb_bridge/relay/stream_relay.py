@@ -80,7 +80,7 @@ class RelayReport:
     credential_refreshes: int = 0
     requests: int = 0
     lags_ms: list[int] = field(default_factory=list)
-    versions: list[tuple[str, int, Version, bool]] = field(default_factory=list)  # (key, seq, version, deleted)
+    versions: list[tuple[str, int, Version, bool]] = field(default_factory=list)  # sent: (key, seq, version, deleted)
 
 
 report_listeners: list[Callable[[RelayReport], None]] = []
@@ -241,6 +241,8 @@ class _Walker:
             if held is not None:
                 newest = _max(newest, held)
             ttl_gone = False
+            if change.op is Op.PUT and old is not None and digest(new) == digest(old):
+                continue  # nothing changed (DynamoDB writes no record for that; an emulator may)
             if change.op is Op.PUT:
                 written = self._written_by_bridge(new, old)
                 if written is not None:
@@ -275,11 +277,6 @@ class _Walker:
             candidates.append(state)
             newest = _max(newest, state)
             latest = LocalRecord(version, True, None, latest.removed)
-        for state in candidates:
-            assert state.version is not None
-            self.report.versions.append(
-                (kid, sequence_number(state.change.seq) if state.change else 0, state.version, state.deleted)
-            )
         if consumed != local.consumed:
             local = dataclasses.replace(local, consumed=consumed)
             self.consumed.add(kid)
@@ -386,7 +383,7 @@ class _Walker:
         if newest.deleted:
             if final is not None:
                 plan.repair = (newest, final)
-        elif newest.image is not None and (final is None or final.version != newest.version):
+        elif newest.image is not None and not _same(final, newest):
             plan.repair = (newest, final)
         if plan.repair is not None:
             self.report.reverted += 1
@@ -398,7 +395,21 @@ class _Walker:
 
 
 def _max(a: _State | None, b: _State) -> _State:
-    return b if a is None or b.beats(a) else a
+    """The newer state; of one version, the one whose image is known (a side record only names its version)."""
+    if a is None or b.beats(a):
+        return b
+    if b.version == a.version and a.image is None and not a.deleted and b.image is not None:
+        return b
+    return a
+
+
+def _same(final: _State | None, newest: _State) -> bool:
+    """Whether the item already is the newest state (by version, or the very same item under another name)."""
+    if final is None:
+        return False
+    return final.version == newest.version or (
+        final.image is not None and newest.image is not None and digest(final.image) == digest(newest.image)
+    )
 
 
 def _older(state: _State, newest: _State | None) -> bool:
@@ -498,9 +509,10 @@ def _forward(
         report.raw_bytes += out[index].raw_bytes
         report.forwarded += len(out[index].key_ids)
         for kid in out[index].key_ids:
-            change = sends[kid].change
-            assert change is not None
-            report.lags_ms.append(max(0, now_ms - change.approx_ms))
+            state = sends[kid]
+            assert state.change is not None and state.version is not None
+            report.lags_ms.append(max(0, now_ms - state.change.approx_ms))
+            report.versions.append((kid, sequence_number(state.change.seq), state.version, state.deleted))
     for index, error in result.failed.items():
         for kid in out[index].key_ids:
             failed[kid] = error
@@ -553,9 +565,9 @@ class _LocalWrites:
                 )
             else:
                 assert target.image is not None
-                item = decode_image(target.image)
-                if self.stamps.bridge_owned or target.version.rank == 0:
-                    item = self.stamps.mark(item, target.version)  # how the relay recognises its own repair
+                # Marked with its version: how the relay recognises its own repair (an application stamp alone
+                # cannot tell the state apart from a later write that left the stamp as it was).
+                item = self.stamps.mark(decode_image(target.image), target.version)
                 outcome = self.store.conditional(
                     "PutItem", TableName=self.store.table, Item=item, **self._guard(expected, key).kwargs()
                 )
