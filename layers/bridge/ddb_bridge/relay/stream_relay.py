@@ -242,6 +242,7 @@ class _Walker:
                 newest = _max(newest, held)
             ttl_gone = False
             if change.op is Op.PUT and old is not None and digest(new) == digest(old):
+                final = _State(held.version if held is not None else None, new)
                 continue  # nothing changed (DynamoDB writes no record for that; an emulator may)
             if change.op is Op.PUT:
                 written = self._written_by_bridge(new, old)
