@@ -29,6 +29,7 @@ from ddb_bridge.core.versions import Version, rank, stamp_micros, version_of
 from .world import canonical_key
 
 AHEAD_MS = 60_000
+BRIDGE_ATTR = "ddbb_v"  # the bridge's own attribute (BRIDGE_VERSION_ATTR's default): not the application's data
 
 
 def canonical_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -60,12 +61,16 @@ class Oracle:
             self.writes.setdefault(key, []).append((version, item))
 
     def expected(self) -> dict[str, dict[str, Any]]:
-        """The expected items: each key whose newest write is a put (a delete wins an exact tie)."""
+        """The expected items: each key whose newest write is a put (a delete wins an exact tie).
+
+        Without the bridge's own attribute: a write that read-modified an item the bridge had repaired
+        carries it along, and it is not the application's data.
+        """
         out: dict[str, dict[str, Any]] = {}
         for key, writes in self.writes.items():
             _, item = max(writes, key=lambda w: (rank(w[0]), w[1] is None))
             if item is not None:
-                out[key] = canonical_item(item)
+                out[key] = canonical_item({k: v for k, v in item.items() if k != BRIDGE_ATTR})
         return out
 
     def conflicts(self) -> int:
@@ -302,9 +307,13 @@ class PlainWriter:
         self.ddb = ddb
         self.table = table
         self.rng = rng
+        self.written: set[str] = set()  # nonces of the states it wrote
+        self.removed: set[str | None] = set()  # nonces of the states its deletes removed
 
     def _nonce(self) -> dict[str, Any]:
-        return {"w": {"S": f"{self.rng.getrandbits(48):012x}"}}
+        nonce = f"{self.rng.getrandbits(48):012x}"
+        self.written.add(nonce)
+        return {"w": {"S": nonce}}
 
     def put(self, key: dict[str, Any], body: dict[str, Any]) -> None:
         """Replace the item."""
@@ -332,7 +341,9 @@ class PlainWriter:
 
     def delete(self, key: dict[str, Any]) -> None:
         """Delete the item (no stream record, no change, when it is absent)."""
-        self.ddb.delete_item(TableName=self.table, Key=key)
+        old = self.ddb.delete_item(TableName=self.table, Key=key, ReturnValues="ALL_OLD").get("Attributes")
+        if old:
+            self.removed.add(old.get("w", {}).get("S"))
 
 
 def stream_records(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
@@ -369,8 +380,15 @@ class BridgeOracle:
 
     bridge_attr: str = "ddbb_v"
 
-    def expected(self, sides: list[Any], keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """{canonical key: item without the bridge's attribute} of the keys (all keys when None)."""
+    def expected(
+        self, sides: list[Any], keys: list[str] | None = None, writers: dict[str, PlainWriter] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """{canonical key: item without the bridge's attribute} of the keys (all keys when None).
+
+        With the regions' writers (by side name) it also checks that every change a relay sent is one its
+        application made: a put of a state it wrote, a delete of a state it removed (never replication's
+        own write or delete sent back).
+        """
         winners: dict[str, tuple[Version, dict[str, Any] | None]] = {}
         for side in sides:
             records = {r["dynamodb"]["SequenceNumber"]: r for r in stream_records(side.streams, side.stream_arn)}
@@ -386,6 +404,12 @@ class BridgeOracle:
                         raise VersionsDisagree(f"{side.region} seq {seq}: {version} for a change of second {second}")
                     chains.setdefault(key_id, []).append((seq, version))
                     image = None if deleted else record["dynamodb"]["NewImage"]
+                    writer = (writers or {}).get(side.name)
+                    if writer is not None:
+                        nonce = (record["dynamodb"].get("OldImage" if deleted else "NewImage") or {}).get("w", {})
+                        mine = writer.removed if deleted else writer.written
+                        if nonce.get("S") not in mine:
+                            raise VersionsDisagree(f"{side.region} seq {seq}: sent a change its application never made")
                     canon = canonical_key(json_key(key_id))
                     if canon not in winners or version > winners[canon][0]:
                         winners[canon] = (version, image)

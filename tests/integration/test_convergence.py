@@ -207,7 +207,8 @@ def run_bridge(world: TwoRegions, seed: int, rng: random.Random, keys: list[dict
             )
         _pump(world, rng)
     world.drain(max_polls=4000)
-    return {"expected": BridgeOracle().expected(list(world.sides), [canonical_key(k) for k in keys]), "log": log}
+    expected = BridgeOracle().expected(list(world.sides), [canonical_key(k) for k in keys], writers)
+    return {"expected": expected, "log": log}
 
 
 def run_schedule(worlds: dict[str, TwoRegions], mode: str, seed: int) -> dict[str, Any]:
