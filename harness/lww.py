@@ -19,6 +19,7 @@ import json
 import random
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
@@ -368,60 +369,114 @@ class VersionsDisagree(AssertionError):
 
 @dataclass
 class BridgeOracle:
-    """The last-writer-wins outcome of a world with bridge-owned stamps.
+    """The last-writer-wins outcome of a world with bridge-owned stamps, from what actually crossed.
 
-    It reads both tables' streams itself (what each local change was: its image, sequence number and
-    creation second) and takes from the relays' reports the version each change they sent got. Before
-    trusting them it checks what docs/bidirectional.md promises of them: one change, one version however
-    often it was relayed; a version's time is no earlier than its stream second; one region's versions of
-    one item increase in stream order (a later local write never orders below an earlier one). The expected
-    state of each key is its highest-versioned change: the image that change wrote, or nothing.
+    It reads, itself, every pack that reached each region's relay stream (base64, zlib, JSON) and both
+    tables' streams (what each local change was: its image, sequence number, creation second). Before
+    trusting the versions the relays gave, it checks what docs/bidirectional.md promises of them: one
+    change, one version, however often it crossed; a version's time is no earlier than its stream second
+    and its origin is its region; one region's versions of one item increase in stream order (a later
+    local write never orders below an earlier one); with the regions' writers, every change that crossed
+    is one its application made (a put of a state it wrote, a delete of a state it removed: never
+    replication's own write or delete sent back). The expected state of each key is its highest-versioned
+    change: the image that change wrote, or nothing.
     """
 
     bridge_attr: str = "ddbb_v"
+    check_seconds: bool = True  # off when a test fixes the stream's creation times itself
 
     def expected(
         self, sides: list[Any], keys: list[str] | None = None, writers: dict[str, PlainWriter] | None = None
     ) -> dict[str, dict[str, Any]]:
-        """{canonical key: item without the bridge's attribute} of the keys (all keys when None).
-
-        With the regions' writers (by side name) it also checks that every change a relay sent is one its
-        application made: a put of a state it wrote, a delete of a state it removed (never replication's
-        own write or delete sent back).
-        """
-        winners: dict[str, tuple[Version, dict[str, Any] | None]] = {}
+        """{canonical key: item without the bridge's attribute} of the keys (all keys when None)."""
+        winners: dict[str, tuple[tuple[int, int, str, int], dict[str, Any] | None]] = {}
         for side in sides:
+            peer = next(s for s in sides if s is not side)
             records = {r["dynamodb"]["SequenceNumber"]: r for r in stream_records(side.streams, side.stream_arn)}
-            seen: dict[int, Version] = {}
-            chains: dict[str, list[tuple[int, Version]]] = {}
-            for report in side.relay_reports:
-                for key_id, seq, version, deleted in report.versions:
-                    if seen.setdefault(seq, version) != version:
-                        raise VersionsDisagree(f"{side.region} seq {seq}: {seen[seq]} then {version}")
-                    record = records[str(seq)]
-                    second = int(record["dynamodb"]["ApproximateCreationDateTime"].timestamp()) * 1_000_000
-                    if version.ts < second or version.origin != side.tag:
-                        raise VersionsDisagree(f"{side.region} seq {seq}: {version} for a change of second {second}")
-                    chains.setdefault(key_id, []).append((seq, version))
-                    image = None if deleted else record["dynamodb"]["NewImage"]
-                    writer = (writers or {}).get(side.name)
-                    if writer is not None:
-                        nonce = (record["dynamodb"].get("OldImage" if deleted else "NewImage") or {}).get("w", {})
-                        mine = writer.removed if deleted else writer.written
-                        if nonce.get("S") not in mine:
-                            raise VersionsDisagree(f"{side.region} seq {seq}: sent a change its application never made")
-                    canon = canonical_key(json_key(key_id))
-                    if canon not in winners or version > winners[canon][0]:
-                        winners[canon] = (version, image)
-            for key_id, chain in chains.items():
-                ordered = [v for _, v in sorted(set(chain))]
+            seen: dict[int, tuple[int, int, str, int]] = {}
+            chains: dict[str, set[tuple[int, tuple[int, int, str, int]]]] = {}
+            for change in crossed(peer):
+                seq = int(change.get("s", "0"))
+                version = (change.get("n", 1), change["t"], change["r"], seq)
+                deleted = change["op"] == "D"
+                if seen.setdefault(seq, version) != version:
+                    raise VersionsDisagree(f"{side.region} seq {seq}: crossed as {seen[seq]} and as {version}")
+                record = records.get(str(seq))
+                if record is None or change["r"] != side.tag:
+                    raise VersionsDisagree(f"{side.region}: {version} names no change of its stream")
+                second = int(record["dynamodb"]["ApproximateCreationDateTime"].timestamp()) * 1_000_000
+                if self.check_seconds and change["t"] < second:
+                    raise VersionsDisagree(f"{side.region} seq {seq}: {version} earlier than its second {second}")
+                writer = (writers or {}).get(side.name)
+                if writer is not None:
+                    nonce = (record["dynamodb"].get("OldImage" if deleted else "NewImage") or {}).get("w", {})
+                    if nonce.get("S") not in (writer.removed if deleted else writer.written):
+                        raise VersionsDisagree(f"{side.region} seq {seq}: a change its application never made crossed")
+                key = canonical_key(json_key(json.dumps(change["k"], sort_keys=True, separators=(",", ":"))))
+                chains.setdefault(key, set()).add((seq, version))
+                image = None if deleted else record["dynamodb"]["NewImage"]
+                if key not in winners or version > winners[key][0]:
+                    winners[key] = (version, image)
+            for key, chain in chains.items():
+                ordered = [v for _, v in sorted(chain)]
                 if any(b <= a for a, b in itertools.pairwise(ordered)):
-                    raise VersionsDisagree(f"{side.region} {key_id}: versions out of stream order {ordered}")
+                    raise VersionsDisagree(f"{side.region} {key}: versions out of stream order {ordered}")
+            writer = (writers or {}).get(side.name)
+            if writer is not None:
+                self._last_local_changes_crossed(side, records, writer, {s for _, s in seen_keys(seen)})
         out = {}
-        for canon, (_, image) in winners.items():
-            if image is not None and (keys is None or canon in keys):
-                out[canon] = canonical_item({k: v for k, v in image.items() if k != self.bridge_attr})
+        for key, (_, image) in winners.items():
+            if image is not None and (keys is None or key in keys):
+                out[key] = canonical_item({k: v for k, v in image.items() if k != self.bridge_attr})
         return out
+
+
+    @staticmethod
+    def _last_local_changes_crossed(
+        side: Any, records: dict[str, dict[str, Any]], writer: PlainWriter, sent: set[int]
+    ) -> None:
+        """The last change its application made to each item crossed (none was taken for replication's own)."""
+        last: dict[str, int] = {}
+        known: set[tuple[str, str, str | None]] = set()
+        for seq_text, record in sorted(records.items(), key=lambda r: int(r[0])):
+            body = record["dynamodb"]
+            deleted = record["eventName"] == "REMOVE"
+            nonce = (body.get("OldImage" if deleted else "NewImage") or {}).get("w", {}).get("S")
+            key = canonical_key(
+                {n: body["NewImage" if not deleted else "OldImage"][n] for n in body["Keys"]}
+                if (body.get("NewImage") or body.get("OldImage"))
+                else body["Keys"]
+            )
+            mark = (key, "D" if deleted else "P", nonce)
+            if nonce in (writer.removed if deleted else writer.written) and mark not in known:
+                known.add(mark)  # its first appearance (a later one is the bridge putting it back)
+                last[key] = int(seq_text)
+        missing = {key: seq for key, seq in last.items() if seq not in sent}
+        if missing:
+            raise VersionsDisagree(f"{side.region}: local changes that never crossed {missing}")
+
+
+def seen_keys(seen: dict[int, Any]) -> list[tuple[Any, int]]:
+    """The (version, seq) pairs of the changes that crossed."""
+    return [(v, s) for s, v in seen.items()]
+
+
+def crossed(side: Any) -> list[dict[str, Any]]:
+    """Every change of every pack in a region's relay stream (what its peer's relay sent it), read independently."""
+    out: list[dict[str, Any]] = []
+    for shard in side.kinesis.list_shards(StreamName=side.kinesis_stream)["Shards"]:
+        iterator = side.kinesis.get_shard_iterator(
+            StreamName=side.kinesis_stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = side.kinesis.get_records(ShardIterator=iterator, Limit=10000)
+            for record in page.get("Records", []):
+                data = record["Data"]
+                out.extend(json.loads(zlib.decompress(data[1:]) if data[:1] == b"\x01" else data)["c"])
+            if not page.get("Records"):
+                break
+            iterator = page.get("NextShardIterator")
+    return out
 
 
 def json_key(key_id: str) -> dict[str, Any]:
