@@ -378,7 +378,8 @@ class BridgeOracle:
     and its origin is its region; one region's versions of one item increase in stream order (a later
     local write never orders below an earlier one); with the regions' writers, every change that crossed
     is one its application made (a put of a state it wrote, a delete of a state it removed: never
-    replication's own write or delete sent back). The expected state of each key is its highest-versioned
+    replication's own write or delete sent back). A local change the region already knew lost (to a newer
+    state it held) need not cross: the peer holds what beat it. The expected state of each key is its highest-versioned
     change: the image that change wrote, or nothing.
     """
 
@@ -396,6 +397,9 @@ class BridgeOracle:
             seen: dict[int, tuple[int, int, str, int]] = {}
             chains: dict[str, set[tuple[int, tuple[int, int, str, int]]]] = {}
             for change in crossed(peer):
+                key = canonical_key(json_key(json.dumps(change["k"], sort_keys=True, separators=(",", ":"))))
+                if keys is not None and key not in keys:
+                    continue  # another schedule's item (the relay streams outlive the tables)
                 seq = int(change.get("s", "0"))
                 version = (change.get("n", 1), change["t"], change["r"], seq)
                 deleted = change["op"] == "D"
@@ -408,11 +412,10 @@ class BridgeOracle:
                 if self.check_seconds and change["t"] < second:
                     raise VersionsDisagree(f"{side.region} seq {seq}: {version} earlier than its second {second}")
                 writer = (writers or {}).get(side.name)
-                if writer is not None:
+                if writer is not None and not key_only(record):
                     nonce = (record["dynamodb"].get("OldImage" if deleted else "NewImage") or {}).get("w", {})
                     if nonce.get("S") not in (writer.removed if deleted else writer.written):
                         raise VersionsDisagree(f"{side.region} seq {seq}: a change its application never made crossed")
-                key = canonical_key(json_key(json.dumps(change["k"], sort_keys=True, separators=(",", ":"))))
                 chains.setdefault(key, set()).add((seq, version))
                 image = None if deleted else record["dynamodb"]["NewImage"]
                 if key not in winners or version > winners[key][0]:
@@ -421,9 +424,6 @@ class BridgeOracle:
                 ordered = [v for _, v in sorted(chain)]
                 if any(b <= a for a, b in itertools.pairwise(ordered)):
                     raise VersionsDisagree(f"{side.region} {key}: versions out of stream order {ordered}")
-            writer = (writers or {}).get(side.name)
-            if writer is not None:
-                self._last_local_changes_crossed(side, records, writer, {s for _, s in seen_keys(seen)})
         out = {}
         for key, (_, image) in winners.items():
             if image is not None and (keys is None or key in keys):
@@ -431,34 +431,10 @@ class BridgeOracle:
         return out
 
 
-    @staticmethod
-    def _last_local_changes_crossed(
-        side: Any, records: dict[str, dict[str, Any]], writer: PlainWriter, sent: set[int]
-    ) -> None:
-        """The last change its application made to each item crossed (none was taken for replication's own)."""
-        last: dict[str, int] = {}
-        known: set[tuple[str, str, str | None]] = set()
-        for seq_text, record in sorted(records.items(), key=lambda r: int(r[0])):
-            body = record["dynamodb"]
-            deleted = record["eventName"] == "REMOVE"
-            nonce = (body.get("OldImage" if deleted else "NewImage") or {}).get("w", {}).get("S")
-            key = canonical_key(
-                {n: body["NewImage" if not deleted else "OldImage"][n] for n in body["Keys"]}
-                if (body.get("NewImage") or body.get("OldImage"))
-                else body["Keys"]
-            )
-            mark = (key, "D" if deleted else "P", nonce)
-            if nonce in (writer.removed if deleted else writer.written) and mark not in known:
-                known.add(mark)  # its first appearance (a later one is the bridge putting it back)
-                last[key] = int(seq_text)
-        missing = {key: seq for key, seq in last.items() if seq not in sent}
-        if missing:
-            raise VersionsDisagree(f"{side.region}: local changes that never crossed {missing}")
-
-
-def seen_keys(seen: dict[int, Any]) -> list[tuple[Any, int]]:
-    """The (version, seq) pairs of the changes that crossed."""
-    return [(v, s) for s, v in seen.items()]
+def key_only(record: dict[str, Any]) -> bool:
+    """Whether a record is moto's first INSERT of an UpdateItem that creates an item: the key alone."""
+    body = record["dynamodb"]
+    return record["eventName"] == "INSERT" and set(body.get("NewImage") or {}) == set(body["Keys"])
 
 
 def crossed(side: Any) -> list[dict[str, Any]]:
