@@ -13,7 +13,8 @@ Two records per key, each written by one function only, so neither needs a condi
   removed (`x`: echo markers, so the table stream's REMOVEs are recognised and never travel back), and
   `xh`, tokens `<digest>@<n>` of states it removed without knowing their version (a local write the relay
   had not versioned yet, an item older than the bridge): the relay matches a REMOVE of exactly that
-  content to the oldest token it has not consumed, and records it as consumed in `L#` (`c`).
+  content to the oldest token it has not consumed, and records it as consumed in `L#` (`c`: the token and
+  the sequence number of the REMOVE that took it, so a retried batch takes it again).
 
 The echo markers are kept as the last few removed versions (`MARKERS`), so a second replicated delete of a
 key does not erase the marker of a first one whose REMOVE the relay has not read yet.
@@ -54,7 +55,7 @@ class LocalRecord:
     deleted: bool = False
     digest: str | None = None  # of the local state (puts): tells that state apart from a later local write
     removed: tuple[Version, ...] = ()  # x: the relay deleted exactly these versions (echoes of its own repairs)
-    consumed: tuple[str, ...] = ()  # c: `P#` tokens already matched to a REMOVE
+    consumed: tuple[str, ...] = ()  # c: `P#` tokens already matched to a REMOVE, as `<token>><sequence number>`
 
     def item(self, key_id: str, ttl_seconds: int) -> Image:
         """The record as stored."""

@@ -137,7 +137,10 @@ def relay_batch(
             permanent = exc if isinstance(exc, PermanentError) else PermanentError("MalformedRecord", str(exc))
             report.parked += park_or_fail(parking, record, permanent, failed_records)
             continue
-        keys.setdefault(change.key_id, []).append(change)
+        chain = keys.setdefault(change.key_id, [])
+        if any(c.seq == change.seq for c in chain):
+            continue  # the same record twice in one batch (a redelivery): one change
+        chain.append(change)
 
     walker = _Walker(settings, horizon_us, report)
     wanted = [kid for kid, changes in keys.items() if walker.needs_records(changes)]
@@ -258,9 +261,9 @@ class _Walker:
                 latest = LocalRecord(version, False, self.stamps.content_digest(new), latest.removed)
                 continue
             removed = held.version if held is not None else None
-            echo, token = self._is_echo(old, removed, local, peer, consumed) if old is not None else (False, None)
-            if token is not None:
-                consumed = (*consumed, token)
+            echo, token = self._is_echo(old, removed, local, peer, consumed, seq) if old is not None else (False, None)
+            if token is not None and f"{token}>{seq}" not in consumed:
+                consumed = (*consumed, f"{token}>{seq}")  # which REMOVE took it: a retried batch takes it again
             if echo:
                 self.report.echoes_dropped += 1
                 final = None
@@ -335,7 +338,13 @@ class _Walker:
         return bridge_version(_second_us(change.approx_ms), seq, self.region, _version(newest))
 
     def _is_echo(
-        self, old: Image, removed: Version | None, local: LocalRecord, peer: PeerRecord, consumed: tuple[str, ...]
+        self,
+        old: Image,
+        removed: Version | None,
+        local: LocalRecord,
+        peer: PeerRecord,
+        consumed: tuple[str, ...],
+        seq: int,
     ) -> tuple[bool, str | None]:
         """A REMOVE made by replication, and the `P#` token it consumes, if any.
 
@@ -347,9 +356,10 @@ class _Walker:
         if not peer.tokens:
             return False, None
         content = digest(old)
+        taken = {entry.rpartition(">")[0]: entry.rpartition(">")[2] for entry in consumed}
         for token in peer.tokens:
-            if token.rpartition("@")[0] == content and token not in consumed:
-                return True, token
+            if token.rpartition("@")[0] == content and taken.get(token, str(seq)) == str(seq):
+                return True, token  # not taken yet, or taken by this very REMOVE (a retried batch)
         return False, None
 
     def _plan(
