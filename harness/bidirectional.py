@@ -30,28 +30,50 @@ from botocore.config import Config
 from ddb_bridge.core.settings import VersionAttrs
 
 from . import moto_patches
+from .chaos import Chaos
 from .kinesis import Faults, FlakyPutRecords, KinesisPoller, revoke_keys
 from .lambdas import LocalFunction
 from .streams import StreamPoller, lambda_record
 from .world import KeySchema, canonical_key, create_table, read_parked
 
+BRIDGE_ATTR = "ddbb_v"  # the bridge's own attribute (BRIDGE_VERSION_ATTR's default)
 REGION_A = "cn-north-1"  # Beijing, partition aws-cn
 REGION_B = "ap-southeast-1"  # Singapore, partition aws
 ATTRS = VersionAttrs()
 Records = list[dict[str, Any]]
 
 
-def relay_filter_patterns(tag: str, attrs: VersionAttrs = ATTRS) -> list[dict[str, Any]]:
-    """The stream_relay's FilterCriteria patterns (templates/relay.yaml): local stamps, or no stamp at all.
+@functools.cache
+def _template_filters() -> Any:
+    """The stream_relay event source's FilterCriteria in templates/relay.yaml, as written there (unresolved)."""
+    from scripts.render_template import find_resource  # reads template.yaml and every template it nests
 
-    Lambda filters DynamoDB records on the `dynamodb` key only. Pattern 1 passes puts stamped by this
-    region; pattern 2 passes records whose NewImage has no origin stamp: every REMOVE (no NewImage)
-    and unstamped puts. Puts stamped by the peer (replication's own writes) never reach the function.
+    _, function = find_resource("StreamRelayFunction")
+    return function["Properties"]["Events"]["LocalStream"]["Properties"]["FilterCriteria"]
+
+
+def relay_filter_patterns(
+    tag: str, attrs: VersionAttrs = ATTRS, stamp_mode: str = "application"
+) -> list[dict[str, Any]]:
+    """The stream_relay's FilterCriteria patterns as templates/relay.yaml deploys them for this stamp mode.
+
+    Lambda filters DynamoDB records on the `dynamodb` key only. With bridge-owned stamps there is no
+    filter (an empty list: every record reaches the function). With application stamps: puts stamped by
+    this region, records without an origin stamp (every REMOVE, unstamped puts), and records whose OldImage
+    is stamped; new items stamped by the peer (replication's own) never reach the function.
     """
-    return [
-        {"dynamodb": {"NewImage": {attrs.origin: {"S": [tag]}}}},
-        {"dynamodb": {"NewImage": {attrs.origin: {"S": [{"exists": False}]}}}},
-    ]
+    criteria = _template_filters()
+    condition, when_bridge, otherwise = criteria["Fn::If"]
+    assert condition == "BridgeOwnedStamps" and when_bridge == {"Ref": "AWS::NoValue"}, "unexpected FilterCriteria"
+    if stamp_mode == "bridge":
+        return []
+    patterns = []
+    for entry in otherwise["Filters"]:
+        sub = entry["Pattern"]["Fn::Sub"]
+        text = sub[0] if isinstance(sub, list) else sub
+        text = text.replace("${VersionOriginAttribute}", attrs.origin).replace("${Tag}", tag)
+        patterns.append(json.loads(text))
+    return patterns
 
 
 def matches(pattern: Any, value: Any, present: bool = True) -> bool:
@@ -71,12 +93,14 @@ def matches(pattern: Any, value: Any, present: bool = True) -> bool:
 
 
 def relay_filter(
-    tag: str, attrs: VersionAttrs = ATTRS, on_drop: Callable[[int], None] | None = None
+    tag: str, attrs: VersionAttrs = ATTRS, on_drop: Callable[[int], None] | None = None, stamp_mode: str = "application"
 ) -> Callable[[Records], Records]:
     """A StreamPoller transform that drops what the event source mapping's filter would drop."""
-    patterns = relay_filter_patterns(tag, attrs)
+    patterns = relay_filter_patterns(tag, attrs, stamp_mode)
 
     def keep(records: Records) -> Records:
+        if not patterns:
+            return records
         kept = [r for r in records if any(matches(p, r) for p in patterns)]
         if on_drop is not None and len(kept) < len(records):
             on_drop(len(records) - len(kept))
@@ -101,6 +125,7 @@ class CachedShardsPoller(StreamPoller):
     """
 
     _cached: list[str] | None = None
+    random_batches: random.Random | None = None  # cut each batch at a random size (up to batch_size)
 
     def _shards(self) -> list[str]:
         if self._cached is None:
@@ -116,8 +141,12 @@ class CachedShardsPoller(StreamPoller):
                 )["ShardIterator"]
             resp = self.streams.get_records(ShardIterator=self._iterators[shard], Limit=self.batch_size)
             self._iterators[shard] = resp.get("NextShardIterator") or self._iterators[shard]
-            buffered.extend(lambda_record(r, self.stream_arn, self.region) for r in resp.get("Records", []))
-        batch, self._buffer[shard] = buffered[: self.batch_size], buffered[self.batch_size :]
+            buffered.extend(
+                lambda_record(r, self.stream_arn, self.region, whole_seconds=self.whole_seconds)
+                for r in resp.get("Records", [])
+            )
+        size = self.random_batches.randint(1, self.batch_size) if self.random_batches else self.batch_size
+        batch, self._buffer[shard] = buffered[:size], buffered[size:]
         return batch
 
 
@@ -165,6 +194,14 @@ class Side:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def get_data(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The items of these keys that exist, as the application sees its data (without the bridge's attribute)."""
+        return {k: {n: v for n, v in item.items() if n != BRIDGE_ATTR} for k, item in self.get(keys).items()}
+
+    def data(self) -> dict[str, dict[str, Any]]:
+        """Every item as the application sees its data: without the bridge's own attribute."""
+        return {k: {n: v for n, v in item.items() if n != BRIDGE_ATTR} for k, item in self.items().items()}
+
     def get(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """The items of these keys that exist (consistent BatchGetItem), keyed by canonical key."""
         unique = {canonical_key(k): k for k in keys}
@@ -207,6 +244,11 @@ class Delivery:
     reorder: bool = False  # Kinesis batches shuffled
     stream_duplicate: float = 0.0  # DynamoDB stream records delivered twice in a batch
     batch_size: int = 100
+    random_batches: bool = False  # each stream batch cut at a random size up to batch_size (records of one item apart)
+    side_bursts: float = 0.0  # chance a side-table write starts a burst failing every round of an invocation
+    kill: float = 0.0  # chance a function's request kills its invocation (before sending it or after its response)
+    lost: float = 0.0  # chance a function's write goes through and its response is lost (it is sent again)
+    max_retries: int = 3  # the event sources' retries of a failing batch (MaximumRetryAttempts)
 
 
 class TwoRegions:
@@ -224,8 +266,10 @@ class TwoRegions:
         shards: int = 1,
         write_concurrency: int = 1,
         tombstone_ttl: bool = True,
+        stamp_mode: str = "application",
     ) -> None:
         moto_patches.apply()
+        self.stamp_mode = stamp_mode
         self.tombstone_ttl = tombstone_ttl
         self.write_concurrency = write_concurrency  # 1: seeded schedules replay exactly
         self.key_schema = key_schema or [("pk", "S")]
@@ -235,6 +279,7 @@ class TwoRegions:
         self.revoked: set[str] = set()
         self.revoked_code = "UnrecognizedClientException"
         self.flaky: list[FlakyPutRecords] = []
+        self.chaos = Chaos(rng=self.delivery.rng, side_tables={f"{self.name}-tombstones"})
         self.a = self._side(REGION_A, "a", shards)
         self.b = self._side(REGION_B, "b", shards)
         self._keys(self.a, self.b)
@@ -298,6 +343,7 @@ class TwoRegions:
             "PARKING_QUEUE_URL": side.parking_url,
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "WRITE_CONCURRENCY": str(self.write_concurrency),
+            "STAMP_MODE": self.stamp_mode,
         }
         side.relay = LocalFunction(
             "stream_relay",
@@ -319,6 +365,10 @@ class TwoRegions:
         runtime = side.relay_runtime()
         runtime.peer.client_factory = self._peer_client_factory()
         runtime.peer.sleep = lambda seconds: None
+        applier_local = side.applier.layer_module("ddb_bridge.relay.applier").runtime().local
+        for local in (runtime.local, applier_local):
+            local.sleep = lambda seconds: None  # retry rounds without the waits: the faults are injected, not real
+            self.chaos.attach(local.dynamodb)
         d = self.delivery
         faults = Faults(rng=d.rng, duplicate=d.duplicate, delay=d.delay, reorder=d.reorder)
         side.kinesis_poller = KinesisPoller(
@@ -332,7 +382,7 @@ class TwoRegions:
 
     def _peer_client_factory(self) -> Callable[[boto3.Session, str, Config], Any]:
         def factory(session: boto3.Session, region: str, config: Config) -> Any:
-            client = session.client("kinesis", region_name=region, config=config)
+            client = self.chaos.attach(session.client("kinesis", region_name=region, config=config))
             revoke_keys(client, self.revoked, self.revoked_code)  # read at each call: revoking later applies
             flaky = FlakyPutRecords(client, rng=self.delivery.rng, fail_rate=self.delivery.put_fail_rate)
             self.flaky.append(flaky)
@@ -345,14 +395,19 @@ class TwoRegions:
         self.delivery = delivery
         for flaky in self.flaky:
             flaky.rng, flaky.fail_rate = delivery.rng, delivery.put_fail_rate
+        self.chaos.rng = delivery.rng
+        self.chaos.side_bursts, self.chaos.kill, self.chaos.lost = delivery.side_bursts, delivery.kill, delivery.lost
         for side in self.sides:
             assert side.kinesis_poller is not None
             side.kinesis_poller.faults = Faults(
                 rng=delivery.rng, duplicate=delivery.duplicate, delay=delivery.delay, reorder=delivery.reorder
             )
             side.kinesis_poller.batch_size = delivery.batch_size
+            side.kinesis_poller.max_retries = delivery.max_retries
             if side.stream_poller is not None:
                 side.stream_poller.batch_size = delivery.batch_size
+                side.stream_poller.max_retries = delivery.max_retries
+                side.stream_poller.random_batches = delivery.rng if delivery.random_batches else None
 
     def put_failures(self) -> int:
         """PutRecords entries refused so far (and retried by the relays)."""
@@ -375,7 +430,11 @@ class TwoRegions:
                     TableName=side.tombstone_table, TimeToLiveSpecification=spec["TimeToLiveSpecification"]
                 )
             assert side.relay is not None
-            transforms = [relay_filter(side.tag, on_drop=partial(self._filtered, side))] if self.use_filter else []
+            transforms = (
+                [relay_filter(side.tag, on_drop=partial(self._filtered, side), stamp_mode=self.stamp_mode)]
+                if self.use_filter
+                else []
+            )
             transforms.append(self._stream_duplicates)  # reads the current delivery at each batch
             side.stream_poller = CachedShardsPoller(
                 side.streams,
@@ -385,6 +444,9 @@ class TwoRegions:
                 batch_size=self.delivery.batch_size,
                 transform=_chain(transforms),
             )
+            side.stream_poller.whole_seconds = self.stamp_mode == "bridge"
+            side.stream_poller.max_retries = self.delivery.max_retries
+            side.stream_poller.random_batches = self.delivery.rng if self.delivery.random_batches else None
 
     def _filtered(self, side: Side, dropped: int) -> None:
         side.filtered_out += dropped
@@ -442,8 +504,9 @@ class TwoRegions:
         assert a.stream_poller and a.kinesis_poller and b.stream_poller and b.kinesis_poller
         streams = {"a": a.stream_poller, "b": b.stream_poller}
         kinesis = {"a": a.kinesis_poller, "b": b.kinesis_poller}
-        # In the direction data flows, so one pass can carry a change across and the answer back.
-        order = [("stream", "a"), ("kinesis", "b"), ("stream", "b"), ("kinesis", "a")]
+        # Both relays before the appliers: Lambda polls a table's stream four times a second and the Kinesis
+        # stream once, and a change reaches the peer's applier a relay, a PutRecords and a poll later.
+        order = [("stream", "a"), ("stream", "b"), ("kinesis", "b"), ("kinesis", "a")]
         dirty = set(order)
         polls = 0
         while dirty:

@@ -105,6 +105,40 @@ def cancel_transactions(client: Any, fault: CancelTransactions) -> CancelTransac
     return fault
 
 
+class UnprocessedWrites:
+    """Wraps a DynamoDB client: BatchWriteItem leaves the items `poisoned` matches unprocessed, `times` times.
+
+    What DynamoDB does when one item's partition is hot: the other items of the call are written, the
+    response lists the rest under UnprocessedItems. Everything else goes to the real client.
+    """
+
+    def __init__(self, client: Any, poisoned: Callable[[dict[str, Any]], bool], *, times: int = 10**9) -> None:
+        self._client = client
+        self.poisoned = poisoned
+        self.times = times
+        self.left_unprocessed = 0
+        self._lock = threading.Lock()
+
+    def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
+        """BatchWriteItem with the poisoned items held back."""
+        kept: dict[str, list[dict[str, Any]]] = {}
+        held: dict[str, list[dict[str, Any]]] = {}
+        for table, requests in kwargs["RequestItems"].items():
+            for request in requests:
+                with self._lock:
+                    hold = self.left_unprocessed < self.times and self.poisoned(request)
+                    self.left_unprocessed += hold
+                (held if hold else kept).setdefault(table, []).append(request)
+        response = self._client.batch_write_item(**{**kwargs, "RequestItems": kept}) if kept else {}
+        unprocessed = dict(response.get("UnprocessedItems") or {})
+        for table, requests in held.items():
+            unprocessed[table] = [*unprocessed.get(table, []), *requests]
+        return {**response, "UnprocessedItems": unprocessed}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def holding(marker: str) -> Callable[[dict[str, Any]], bool]:
     """A matcher of transaction actions whose JSON mentions `marker` (a key value, say)."""
     return lambda action: marker in json.dumps(action)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .chaos import Killed
 from .faults import Fault, inject
 from .streams import _iso, on_failure_message
 
@@ -187,7 +188,7 @@ class KinesisPoller:
         self.stats.records_delivered += len(event_records)
         try:
             response = self.handler({"Records": event_records})
-        except Exception:  # noqa: BLE001 - a function error: Lambda retries (or bisects) the whole batch
+        except (Exception, Killed):  # noqa: BLE001 - a function error: Lambda retries (or bisects) the whole batch
             self.stats.function_errors += 1
             return [records[0]["kinesis"]["sequenceNumber"]], True
         return [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])], False

@@ -80,12 +80,16 @@ class LocalFunction:
             }
             _purge()
         self.handler: Callable[[dict[str, Any], Any], Any] = module.lambda_handler
+        self._invoking = threading.Lock()  # one invocation at a time per function (its event source's lane)
 
     def layer_module(self, name: str) -> ModuleType:
         """This function's own copy of a layer module, e.g. `ddb_bridge.table.replicator`."""
         return self.layer[name]
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        """Invoke the handler like the Lambda service would (one invocation at a time)."""
-        with _LOCK:
+        """Invoke the handler as the Lambda service would: one invocation of this function at a time.
+
+        Other functions run theirs meanwhile (each function has its own copy of the layer).
+        """
+        with self._invoking:
             return self.handler(event, FakeContext(self.name))

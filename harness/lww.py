@@ -13,9 +13,13 @@ item that `DeleteItem(ReturnValues=ALL_OLD)` returns. A delete that removes noth
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import random
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
@@ -26,6 +30,7 @@ from ddb_bridge.core.versions import Version, rank, stamp_micros, version_of
 from .world import canonical_key
 
 AHEAD_MS = 60_000
+BRIDGE_ATTR = "ddbb_v"  # the bridge's own attribute (BRIDGE_VERSION_ATTR's default): not the application's data
 
 
 def canonical_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -57,12 +62,16 @@ class Oracle:
             self.writes.setdefault(key, []).append((version, item))
 
     def expected(self) -> dict[str, dict[str, Any]]:
-        """The expected items: each key whose newest write is a put (a delete wins an exact tie)."""
+        """The expected items: each key whose newest write is a put (a delete wins an exact tie).
+
+        Without the bridge's own attribute: a write that read-modified an item the bridge had repaired
+        carries it along, and it is not the application's data.
+        """
         out: dict[str, dict[str, Any]] = {}
         for key, writes in self.writes.items():
             _, item = max(writes, key=lambda w: (rank(w[0]), w[1] is None))
             if item is not None:
-                out[key] = canonical_item(item)
+                out[key] = canonical_item({k: v for k, v in item.items() if k != BRIDGE_ATTR})
         return out
 
     def conflicts(self) -> int:
@@ -154,6 +163,26 @@ class Writer:
         version = self._version(ts)
         self.oracle.record(canon, version, item)
         return version
+
+    def update_unstamped(self, key: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """SET some attributes of an existing item and leave its stamp alone (a writer that forgot it).
+
+        Not a version: it cannot beat the stamp it left, so the bridge puts the stamped state back; the
+        oracle records nothing. False when the item was absent (nothing written).
+        """
+        names = {f"#a{i}": name for i, name in enumerate(changes)}
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(changes))),
+                ConditionExpression="attribute_exists(#k) AND attribute_exists(#ts)",
+                ExpressionAttributeNames={**names, "#k": next(iter(key)), "#ts": self.attrs.ts},
+                ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(changes.values())},
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def delete(self, key: dict[str, Any]) -> Version | None:
         """Delete the item; its version is (removed ts + 1, region), or None when nothing was there."""
@@ -265,3 +294,172 @@ def random_body(rng: random.Random, size: int = 0) -> dict[str, Any]:
     if size:
         body["pad"] = {"S": "p" * size}
     return body
+
+
+# -- bridge-owned stamps ------------------------------------------------------------------------------
+class PlainWriter:
+    """One region's application with bridge-owned stamps: puts, updates, deletes and copies, no stamp at all.
+
+    Every write carries a fresh nonce (`w`), so each state can be told apart in the streams; nothing else is
+    recorded: the bridge versions the writes, and `BridgeOracle` judges the outcome from the streams.
+    """
+
+    def __init__(self, ddb: Any, table: str, rng: random.Random) -> None:
+        self.ddb = ddb
+        self.table = table
+        self.rng = rng
+        self.written: set[str] = set()  # nonces of the states it wrote
+        self.removed: set[str | None] = set()  # nonces of the states its deletes removed
+
+    def _nonce(self) -> dict[str, Any]:
+        nonce = f"{self.rng.getrandbits(48):012x}"
+        self.written.add(nonce)
+        return {"w": {"S": nonce}}
+
+    def put(self, key: dict[str, Any], body: dict[str, Any]) -> None:
+        """Replace the item."""
+        self.ddb.put_item(TableName=self.table, Item={**body, **key, **self._nonce()})
+
+    def update(self, key: dict[str, Any], changes: dict[str, Any]) -> None:
+        """SET some attributes (creating the item if absent); the bridge's attribute, if any, stays as it was."""
+        values = {**changes, **self._nonce()}
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        self.ddb.update_item(
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(values.values())},
+        )
+
+    def copy(self, key: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Read the item and put it back changed, with every attribute it had (the bridge's too); False if absent."""
+        item = self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        if not item:
+            return False
+        self.ddb.put_item(TableName=self.table, Item={**item, **changes, **self._nonce()})
+        return True
+
+    def delete(self, key: dict[str, Any]) -> None:
+        """Delete the item (no stream record, no change, when it is absent)."""
+        old = self.ddb.delete_item(TableName=self.table, Key=key, ReturnValues="ALL_OLD").get("Attributes")
+        if old:
+            self.removed.add(old.get("w", {}).get("S"))
+
+
+def stream_records(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
+    """Every record a table's stream holds, in order (a fresh iterator from TRIM_HORIZON on every shard)."""
+    out: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            out.extend(page.get("Records", []))
+            if not page.get("Records"):
+                break
+            iterator = page.get("NextShardIterator")
+    return out
+
+
+class VersionsDisagree(AssertionError):
+    """The relays versioned changes inconsistently (the oracle cannot trust them)."""
+
+
+@dataclass
+class BridgeOracle:
+    """The last-writer-wins outcome of a world with bridge-owned stamps, from what actually crossed.
+
+    It reads, itself, every pack that reached each region's relay stream (base64, zlib, JSON) and both
+    tables' streams (what each local change was: its image, sequence number, creation second). Before
+    trusting the versions the relays gave, it checks what docs/bidirectional.md promises of them: one
+    change, one version, however often it crossed; a version's time is no earlier than its stream second
+    and its origin is its region; one region's versions of one item increase in stream order (a later
+    local write never orders below an earlier one); with the regions' writers, every change that crossed
+    is one its application made (a put of a state it wrote, a delete of a state it removed: never
+    replication's own write or delete sent back). A local change the region already knew lost (to a newer
+    state it held) need not cross: the peer holds what beat it. The expected state of each key is its highest-versioned
+    change: the image that change wrote, or nothing.
+    """
+
+    bridge_attr: str = "ddbb_v"
+    check_seconds: bool = True  # off when a test fixes the stream's creation times itself
+
+    def expected(
+        self, sides: list[Any], keys: list[str] | None = None, writers: dict[str, PlainWriter] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """{canonical key: item without the bridge's attribute} of the keys (all keys when None)."""
+        winners: dict[str, tuple[tuple[int, int, str, int], dict[str, Any] | None]] = {}
+        for side in sides:
+            peer = next(s for s in sides if s is not side)
+            records = {r["dynamodb"]["SequenceNumber"]: r for r in stream_records(side.streams, side.stream_arn)}
+            seen: dict[int, tuple[int, int, str, int]] = {}
+            chains: dict[str, set[tuple[int, tuple[int, int, str, int]]]] = {}
+            for change in crossed(peer):
+                key = canonical_key(json_key(json.dumps(change["k"], sort_keys=True, separators=(",", ":"))))
+                if keys is not None and key not in keys:
+                    continue  # another schedule's item (the relay streams outlive the tables)
+                seq = int(change.get("s", "0"))
+                version = (change.get("n", 1), change["t"], change["r"], seq)
+                deleted = change["op"] == "D"
+                if seen.setdefault(seq, version) != version:
+                    raise VersionsDisagree(f"{side.region} seq {seq}: crossed as {seen[seq]} and as {version}")
+                record = records.get(str(seq))
+                if record is None or change["r"] != side.tag:
+                    raise VersionsDisagree(f"{side.region}: {version} names no change of its stream")
+                second = int(record["dynamodb"]["ApproximateCreationDateTime"].timestamp()) * 1_000_000
+                if self.check_seconds and change["t"] < second:
+                    raise VersionsDisagree(f"{side.region} seq {seq}: {version} earlier than its second {second}")
+                writer = (writers or {}).get(side.name)
+                if writer is not None and not key_only(record):
+                    nonce = (record["dynamodb"].get("OldImage" if deleted else "NewImage") or {}).get("w", {})
+                    if nonce.get("S") not in (writer.removed if deleted else writer.written):
+                        raise VersionsDisagree(f"{side.region} seq {seq}: a change its application never made crossed")
+                chains.setdefault(key, set()).add((seq, version))
+                image = None if deleted else record["dynamodb"]["NewImage"]
+                if key not in winners or version > winners[key][0]:
+                    winners[key] = (version, image)
+            for key, chain in chains.items():
+                ordered = [v for _, v in sorted(chain)]
+                if any(b <= a for a, b in itertools.pairwise(ordered)):
+                    raise VersionsDisagree(f"{side.region} {key}: versions out of stream order {ordered}")
+        out = {}
+        for key, (_, image) in winners.items():
+            if image is not None and (keys is None or key in keys):
+                out[key] = canonical_item({k: v for k, v in image.items() if k != self.bridge_attr})
+        return out
+
+
+def key_only(record: dict[str, Any]) -> bool:
+    """Whether a record is moto's first INSERT of an UpdateItem that creates an item: the key alone."""
+    body = record["dynamodb"]
+    return record["eventName"] == "INSERT" and set(body.get("NewImage") or {}) == set(body["Keys"])
+
+
+def crossed(side: Any) -> list[dict[str, Any]]:
+    """Every change of every pack in a region's relay stream (what its peer's relay sent it), read independently."""
+    out: list[dict[str, Any]] = []
+    for shard in side.kinesis.list_shards(StreamName=side.kinesis_stream)["Shards"]:
+        iterator = side.kinesis.get_shard_iterator(
+            StreamName=side.kinesis_stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = side.kinesis.get_records(ShardIterator=iterator, Limit=10000)
+            for record in page.get("Records", []):
+                data = record["Data"]
+                out.extend(json.loads(zlib.decompress(data[1:]) if data[:1] == b"\x01" else data)["c"])
+            if not page.get("Records"):
+                break
+            iterator = page.get("NextShardIterator")
+    return out
+
+
+def json_key(key_id: str) -> dict[str, Any]:
+    """A key id (the layer's canonical Lambda-JSON key) back into the client form."""
+
+    def value(v: dict[str, Any]) -> dict[str, Any]:
+        ((tag, inner),) = v.items()
+        return {"B": base64.b64decode(inner)} if tag == "B" else {tag: inner}
+
+    return {name: value(v) for name, v in json.loads(key_id).items()}

@@ -19,18 +19,26 @@ from typing import Any
 
 from ddb_bridge.core.codec import encode_image
 
+from .chaos import Killed
+
 Handler = Callable[[dict[str, Any]], Any]
 
 
-def lambda_record(raw: dict[str, Any], stream_arn: str, region: str = "us-east-1") -> dict[str, Any]:
-    """One GetRecords record (boto3 shapes: bytes, datetime) in Lambda's JSON event shape."""
+def lambda_record(
+    raw: dict[str, Any], stream_arn: str, region: str = "us-east-1", *, whole_seconds: bool = False
+) -> dict[str, Any]:
+    """One GetRecords record (boto3 shapes: bytes, datetime) in Lambda's JSON event shape.
+
+    DynamoDB Streams round ApproximateCreationDateTime down to the second; moto keeps a fraction, which
+    `whole_seconds` drops (the bridge-owned stamps are ordered by it: tests must not see an order AWS never gives).
+    """
     body = raw["dynamodb"]
     # moto 5.2.5 double-encodes binary values in a stream record's Keys (its images are right), so the
     # keys are taken from the image: a real stream (and Lambda) gives the same values in both.
     image = body.get("NewImage") or body.get("OldImage")
     keys = {name: image[name] for name in body["Keys"]} if image else body["Keys"]
     out_body: dict[str, Any] = {
-        "ApproximateCreationDateTime": body["ApproximateCreationDateTime"].timestamp(),
+        "ApproximateCreationDateTime": _created(body["ApproximateCreationDateTime"].timestamp(), whole_seconds),
         "Keys": encode_image(keys),
         "SequenceNumber": body["SequenceNumber"],
         "SizeBytes": body.get("SizeBytes", 0),
@@ -51,6 +59,10 @@ def lambda_record(raw: dict[str, Any], stream_arn: str, region: str = "us-east-1
     if raw.get("userIdentity"):
         record["userIdentity"] = raw["userIdentity"]
     return record
+
+
+def _created(epoch_seconds: float, whole_seconds: bool) -> float:
+    return float(int(epoch_seconds)) if whole_seconds else epoch_seconds
 
 
 @dataclass
@@ -93,6 +105,7 @@ class StreamPoller:
         self.transform = transform  # tests inject duplicates here
         self.backoff = backoff or (lambda attempt: None)
         self.stats = PollerStats()
+        self.whole_seconds = False  # DynamoDB's second resolution (set for worlds with bridge-owned stamps)
         self._iterators: dict[str, str] = {}
         self._buffer: dict[str, list[dict[str, Any]]] = {}
 
@@ -109,7 +122,10 @@ class StreamPoller:
         while len(buffered) < self.batch_size:
             resp = self.streams.get_records(ShardIterator=self._iterators[shard], Limit=self.batch_size)
             self._iterators[shard] = resp.get("NextShardIterator") or self._iterators[shard]
-            got = [lambda_record(r, self.stream_arn, self.region) for r in resp.get("Records", [])]
+            got = [
+                lambda_record(r, self.stream_arn, self.region, whole_seconds=self.whole_seconds)
+                for r in resp.get("Records", [])
+            ]
             buffered.extend(got)
             if not got:
                 break
@@ -148,7 +164,7 @@ class StreamPoller:
                 response = self.handler({"Records": event_records})
                 failures = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]
                 crashed = False
-            except Exception:  # noqa: BLE001 - a function error: Lambda retries the whole batch
+            except (Exception, Killed):  # noqa: BLE001 - a function error: Lambda retries the whole batch
                 self.stats.function_errors += 1
                 failures = [pending[0]["dynamodb"]["SequenceNumber"]]
                 crashed = True

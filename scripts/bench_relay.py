@@ -1,9 +1,11 @@
 """Benchmark of bidirectional replication: ddb-bridge's relay + applier against the public sample's design, same run.
 
-Both designs replicate the same workload between Beijing and Singapore in the same harness (moto over
+The designs replicate the same workload between Beijing and Singapore in the same harness (moto over
 HTTP, Lambda-faithful event sources): ddb-bridge as it is (stream_relay -> packed Kinesis records ->
-relay_applier), and our model of AWS's public China <-> Global sample (`harness/sample_replication.py`:
-one `str(dict)` Kinesis record and one conditional PutItem/DeleteItem per change).
+relay_applier) in both stamp modes (`ours`: application stamps; `ours_bridge`: bridge-owned stamps, the
+writers stamping nothing), and our model of AWS's public China <-> Global sample
+(`harness/sample_replication.py`: one `str(dict)` Kinesis record and one conditional PutItem/DeleteItem per
+change, which needs every writer to stamp).
 
 Workload (seeded, identical for both): `BENCH_RELAY_CHANGES` application writes (default 2,000),
 70% puts of new order-like items (~0.7-1.3 KB, every attribute type), 20% updates (UpdateItem of two
@@ -11,8 +13,8 @@ attributes and the stamp), 10% deletes, made in both regions over `BENCH_RELAY_R
 4). In each round both regions write, then replication drains; 20% of the writes are conflicts: the
 same item written in both regions in the same round, i.e. within the replication window (new items
 created in both, updates in both, an update against a delete); a quarter of those pairs carry the same
-millisecond. Every write is stamped (`last_update_timestamp` in ms, `last_updater_region`), as both
-designs require today.
+millisecond. Every write is stamped (`last_update_timestamp` in ms, `last_updater_region`) except in the
+bridge-owned run, whose writers write the same items without the two attributes.
 
 Per application write, for relay + applier of both regions, from `harness/billing.py`'s meter (every
 request the functions send, billed as AWS documents it): billed write units, read units, requests,
@@ -21,7 +23,8 @@ divided by the time replication took (from the first poll of a round to its last
 rounds; the writes themselves are made before and are not timed). At the end both tables of each design
 are compared item by item; the sample is expected to diverge, and how it does is reported. A second,
 small run repeats the comparison under hostile delivery (PutRecords partial failures, duplicated and
-late Kinesis records, shuffled batches). Printed as one JSON object; `ratios` are ours / the sample's.
+late Kinesis records, shuffled batches). Printed as one JSON object; `ratios` are ours (application stamps)
+/ the sample's, `ratios_bridge` ours (bridge-owned stamps) / the sample's.
 `run() -> dict` for `make bench`; standalone: `python scripts/bench_relay.py` (a few minutes).
 """
 
@@ -49,7 +52,7 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 import boto3  # noqa: E402
 
 from harness import moto_server  # noqa: E402
-from harness.bidirectional import REGION_A, REGION_B, Delivery, TwoRegions  # noqa: E402
+from harness.bidirectional import BRIDGE_ATTR, REGION_A, REGION_B, Delivery, TwoRegions  # noqa: E402
 from harness.billing import Bill, Meter, moto_sizer  # noqa: E402
 from harness.lww import canonical_item, random_body  # noqa: E402
 from harness.sample_replication import SampleTwoRegions  # noqa: E402
@@ -197,9 +200,18 @@ class Stamps:
 
 
 def write_round(
-    ops: list[Op], clients: dict[str, Any], tags: dict[str, str], table: str, stamps: dict[str, Stamps]
+    ops: list[Op],
+    clients: dict[str, Any],
+    tags: dict[str, str],
+    table: str,
+    stamps: dict[str, Stamps],
+    *,
+    stamped: bool = True,
 ) -> None:
-    """Make one round's writes, as the applications of both regions would (unmetered clients)."""
+    """Make one round's writes, as the applications of both regions would (unmetered clients).
+
+    `stamped=False`: the same writes without `last_update_timestamp` / `last_updater_region` (bridge-owned stamps).
+    """
     tie_stamps: dict[int, int] = {}
     for op in ops:
         ddb, key, rng = clients[op.region], key_of(op.item), random.Random(op.seed)
@@ -213,19 +225,21 @@ def write_round(
             exactly = tie_stamps[op.tie]
         stamp = {TS: {"N": str(stamps[op.region].take(op.item, exactly))}, ORIGIN: {"S": tags[op.region]}}
         if op.kind == "put":
-            ddb.put_item(TableName=table, Item={**realistic_body(rng), **key, **stamp})
+            ddb.put_item(TableName=table, Item={**realistic_body(rng), **key, **(stamp if stamped else {})})
         else:
+            names = {"#s": "status", "#t": "total"}
+            values = {":s": {"S": rng.choice(["PAID", "SHIPPED", "RETURNED"])}, ":t": {"N": str(rng.randint(1, 10**6))}}
+            expression = "SET #s = :s, #t = :t"
+            if stamped:
+                names.update({"#ts": TS, "#o": ORIGIN})
+                values.update({":ts": stamp[TS], ":o": stamp[ORIGIN]})
+                expression += ", #ts = :ts, #o = :o"
             ddb.update_item(
                 TableName=table,
                 Key=key,
-                UpdateExpression="SET #s = :s, #t = :t, #ts = :ts, #o = :o",
-                ExpressionAttributeNames={"#s": "status", "#t": "total", "#ts": TS, "#o": ORIGIN},
-                ExpressionAttributeValues={
-                    ":s": {"S": rng.choice(["PAID", "SHIPPED", "RETURNED"])},
-                    ":t": {"N": str(rng.randint(1, 10**6))},
-                    ":ts": stamp[TS],
-                    ":o": stamp[ORIGIN],
-                },
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
 
 
@@ -252,7 +266,9 @@ def _binary_only(a: Any, b: Any) -> bool:
 
 
 def compare(a_items: dict[str, Any], b_items: dict[str, Any]) -> dict[str, int]:
-    """Mismatches between the regions, by kind."""
+    """Mismatches between the regions, by kind (the bridge's own attribute aside: each region keeps its own)."""
+    a_items = {k: {n: v for n, v in item.items() if n != BRIDGE_ATTR} for k, item in a_items.items()}
+    b_items = {k: {n: v for n, v in item.items() if n != BRIDGE_ATTR} for k, item in b_items.items()}
     out = {"items": len(a_items.keys() | b_items.keys()), "mismatches": 0, "only_in_one_region": 0}
     out.update({"different_versions": 0, "binary_double_encoded": 0, "other_content": 0})
     for key in a_items.keys() | b_items.keys():
@@ -280,11 +296,14 @@ class Design:
     world: Any
     table: str
     counters: Callable[[], dict[str, Any]]
+    stamped: bool = True  # its writers stamp (the sample, ours with application stamps)
 
 
-def ours(name: str, delivery: Delivery, meter: Meter) -> Design:
+def ours(name: str, delivery: Delivery, meter: Meter, stamp_mode: str = "application") -> Design:
     """ddb-bridge as deployed: relay batches of 1,000 stream records, applier batches of 100 packs."""
-    world = TwoRegions(KEY_SCHEMA, name=name, delivery=delivery, write_concurrency=8, tombstone_ttl=False)
+    world = TwoRegions(
+        KEY_SCHEMA, name=name, delivery=delivery, write_concurrency=8, tombstone_ttl=False, stamp_mode=stamp_mode
+    )
     for side in world.sides:
         assert side.relay is not None and side.applier is not None and side.kinesis_poller is not None
         side.kinesis_poller.batch_size = 100  # the template's ApplierBatchSize
@@ -311,11 +330,19 @@ def ours(name: str, delivery: Delivery, meter: Meter) -> Design:
             "stale": sum(r.stale for r in appliers),
             "duplicates": sum(r.duplicate for r in appliers),
             "local_writes_reverted": sum(r.reverted for r in relays),
+            "versions_recorded": sum(r.versions_recorded for r in relays),
             "echoes_dropped": sum(r.echoes_dropped for r in relays) + sum(s.filtered_out for s in world.sides),
             "parked": sum(r.parked for r in relays) + sum(r.parked for r in appliers),
         }
 
+    if stamp_mode == "bridge":
+        return Design("ours_bridge", world, world.name, counters, stamped=False)
     return Design("ours", world, world.name, counters)
+
+
+def ours_bridge(name: str, delivery: Delivery, meter: Meter) -> Design:
+    """ddb-bridge with bridge-owned stamps: the writers stamp nothing."""
+    return ours(name, delivery, meter, "bridge")
 
 
 def sample(name: str, delivery: Delivery, meter: Meter) -> Design:
@@ -356,7 +383,7 @@ def measure(designs: list[tuple[Design, Meter]], work: Plan) -> dict[str, dict[s
     for number, ops in enumerate(work.rounds):
         for design, _ in designs if number % 2 == 0 else list(reversed(designs)):
             tags = {"a": design.world.a.tag, "b": design.world.b.tag}
-            write_round(ops, clients, tags, design.table, stamps[design.name])
+            write_round(ops, clients, tags, design.table, stamps[design.name], stamped=design.stamped)
             started = time.monotonic()
             design.world.drain(max_polls=100_000)
             seconds[design.name] += time.monotonic() - started
@@ -472,7 +499,7 @@ def moto_costs(repeat: int = 9) -> dict[str, float]:
 
 def _build(make: Callable[[str, Delivery, Meter], Design], prefix: str, hostile: bool = False) -> tuple[Design, Meter]:
     """A design with its meter; hostile: PutRecords partial failures, late, duplicated and shuffled records."""
-    batch = 1000 if make is ours else 500  # the relay's stream batch: ours as the template, the sample's 500
+    batch = 500 if make is sample else 1000  # the relay's stream batch: ours as the template, the sample's 500
     delivery = (
         Delivery(rng=random.Random(3), put_fail_rate=0.002, duplicate=0.03, delay=0.03, reorder=True, batch_size=batch)
         if hostile
@@ -487,26 +514,10 @@ def ratio(ours_value: float, sample_value: float) -> float | None:
     return round(ours_value / sample_value, 3) if sample_value else None
 
 
-def run(changes: int = CHANGES) -> dict[str, Any]:
-    """Both designs on the same workload, then under hostile delivery; the figures and ours/sample ratios."""
-    own = None if os.environ.get("AWS_ENDPOINT_URL") else moto_server.start()
-    try:
-        work = plan(changes)
-        results: dict[str, Any] = dict(measure([_build(ours, "bench-relay"), _build(sample, "bench-relay")], work))
-        hostile_work = plan(HOSTILE_CHANGES, rounds=2, seed=12)
-        hostile = {
-            name: figures["convergence"]
-            for name, figures in measure(
-                [_build(ours, "bench-hostile", True), _build(sample, "bench-hostile", True)], hostile_work
-            ).items()
-        }
-        costs = moto_costs()
-    finally:
-        if own is not None:
-            own.stop()
-    mine, theirs = results["ours"], results["sample"]
+def ratios(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | None]:
+    """One design's figures over the sample's."""
     per_ours, per_sample = mine["per_change"]["total"], theirs["per_change"]["total"]
-    results["ratios"] = {
+    return {
         "changes_per_second": ratio(mine["changes_per_second"], theirs["changes_per_second"]),
         "billed_write_units_per_change": ratio(per_ours["billed_write_units"], per_sample["billed_write_units"]),
         "billed_read_units_per_change": ratio(per_ours["billed_read_units"], per_sample["billed_read_units"]),
@@ -517,6 +528,24 @@ def run(changes: int = CHANGES) -> dict[str, Any]:
         ),
         "border_bytes_per_change": ratio(per_ours["border_bytes"], per_sample["border_bytes"]),
     }
+
+
+def run(changes: int = CHANGES) -> dict[str, Any]:
+    """Both designs on the same workload, then under hostile delivery; the figures and ours/sample ratios."""
+    own = None if os.environ.get("AWS_ENDPOINT_URL") else moto_server.start()
+    try:
+        work = plan(changes)
+        designs = [_build(ours, "bench-relay"), _build(ours_bridge, "bench-relay"), _build(sample, "bench-relay")]
+        results: dict[str, Any] = dict(measure(designs, work))
+        hostile_work = plan(HOSTILE_CHANGES, rounds=2, seed=12)
+        hostile_designs = [_build(m, "bench-hostile", True) for m in (ours, ours_bridge, sample)]
+        hostile = {name: figures["convergence"] for name, figures in measure(hostile_designs, hostile_work).items()}
+        costs = moto_costs()
+    finally:
+        if own is not None:
+            own.stop()
+    results["ratios"] = ratios(results["ours"], results["sample"])
+    results["ratios_bridge"] = ratios(results["ours_bridge"], results["sample"])
     results["hostile_delivery_convergence"] = hostile
     results["moto_ms_per_request"] = costs
     results["workload"] = {
@@ -545,4 +574,8 @@ if __name__ == "__main__":
     with contextlib.redirect_stdout(sys.stderr):  # the functions' cold-start metric lines go to stderr
         figures = run()
     print(json.dumps(figures, indent=2))
-    sys.exit(0 if figures["ours"]["convergence"]["mismatches"] == 0 else 1)
+    sys.exit(
+        0
+        if figures["ours"]["convergence"]["mismatches"] == figures["ours_bridge"]["convergence"]["mismatches"] == 0
+        else 1
+    )

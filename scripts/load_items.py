@@ -6,12 +6,12 @@
 Writes `-n` items into the table of region `-r` with `-c` threads, then updates and deletes a share of
 them (`--updates`, `--deletes`). With `--peer-region` (and `--peer-table`), a share of the keys
 (`--conflicts`) is also written in the peer region at the same moment, half of them in the very same
-millisecond: the conflicts last-writer-wins must settle. Every write is stamped with
-`last_update_timestamp` and `last_updater_region` (the region tag), strictly increasing per item per
-region, as bidirectional replication requires: in integer milliseconds (`--stamp ms`, the default), or
-as the public China <-> Global sample's load_items.py stamps, `Decimal(time.time())`: seconds with
-every fractional digit of the float (`--stamp seconds`). Items carry every attribute type, binary
-nested too. Point it at moto with `--endpoint-url` (or AWS_ENDPOINT_URL).
+millisecond: the conflicts last-writer-wins must settle. With application stamps every write is stamped
+with `last_update_timestamp` and `last_updater_region` (the region tag), strictly increasing per item
+per region: in integer milliseconds (`--stamp ms`, the default), or as the public China <-> Global
+sample's load_items.py stamps, `Decimal(time.time())`: seconds with every fractional digit of the float
+(`--stamp seconds`). With bridge-owned stamps the application writes no version at all (`--stamp
+none`). Items carry every attribute type, binary nested too. Point it at moto with `--endpoint-url` (or AWS_ENDPOINT_URL).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ TS_ATTR = "last_update_timestamp"
 ORIGIN_ATTR = "last_updater_region"
 
 
-STAMP_FORMS = ("ms", "seconds")
+STAMP_FORMS = ("ms", "seconds", "none")
 
 
 class StampClock:
@@ -137,6 +137,8 @@ def body_of(i: int, rng: random.Random, payload: int = 0) -> dict[str, Any]:
 
 
 def _stamp(region: Region, key: dict[str, Any], ts: Decimal | None = None) -> dict[str, Any]:
+    if region.clock.form == "none":
+        return {}  # bridge-owned stamps: the application writes no version at all
     return {TS_ATTR: {"N": str(region.clock.next(clock_key(key), ts))}, ORIGIN_ATTR: {"S": region.tag}}
 
 
@@ -155,17 +157,19 @@ def update(region: Region, i: int, rng: random.Random) -> None:
     """Change two attributes of item i (stamped); creates it if it is gone."""
     key = key_of(i)
     stamp = _stamp(region, key)
+    names = {"#s": "status", "#t": "total"}
+    values = {":s": {"S": rng.choice(["PAID", "SHIPPED", "RETURNED"])}, ":t": {"N": str(rng.randint(1, 10**6))}}
+    expression = "SET #s = :s, #t = :t"
+    if stamp:
+        names.update({"#ts": TS_ATTR, "#o": ORIGIN_ATTR})
+        values.update({":ts": stamp[TS_ATTR], ":o": stamp[ORIGIN_ATTR]})
+        expression += ", #ts = :ts, #o = :o"
     region.ddb.update_item(
         TableName=region.table,
         Key=key,
-        UpdateExpression="SET #s = :s, #t = :t, #ts = :ts, #o = :o",
-        ExpressionAttributeNames={"#s": "status", "#t": "total", "#ts": TS_ATTR, "#o": ORIGIN_ATTR},
-        ExpressionAttributeValues={
-            ":s": {"S": rng.choice(["PAID", "SHIPPED", "RETURNED"])},
-            ":t": {"N": str(rng.randint(1, 10**6))},
-            ":ts": stamp[TS_ATTR],
-            ":o": stamp[ORIGIN_ATTR],
-        },
+        UpdateExpression=expression,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
     )
 
 
@@ -252,7 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=0, help="first item number (default 0)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--stamp", choices=STAMP_FORMS, default="ms", help="stamp form: ms, or seconds as Decimal(time.time())"
+        "--stamp",
+        choices=STAMP_FORMS,
+        default="ms",
+        help="stamp form: ms, seconds as Decimal(time.time()), or none (bridge-owned stamps: write no version)",
     )
     parser.add_argument("--endpoint-url", help="e.g. a local moto server")
     args = parser.parse_args(argv)

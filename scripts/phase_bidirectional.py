@@ -1,11 +1,13 @@
 """The demo's bidirectional phase: Beijing <-> Singapore, both writing, with conflicts, on moto.
 
-`run_bidirectional()` builds both regions (tables, streams, tombstone tables, Kinesis streams, peer
-keys in SSM, and each region's stream_relay and relay_applier), runs scripts/load_items.py's load in
-both regions at once (puts, updates, deletes, and keys written by both regions at the same moment,
-half of them in the very same millisecond) while replication runs live, drains, and compares the
-two tables item by item. It prints progress and returns the figures: lag, conflicts and how
-last-writer-wins settled them, echoes dropped, bytes per change on the wire, and mismatches.
+`run_bidirectional()` builds both regions (tables, streams, side tables, Kinesis streams, peer keys in
+SSM, and each region's stream_relay and relay_applier), runs scripts/load_items.py's load in both
+regions at once (puts, updates, deletes, and keys written by both regions at the same moment) while
+replication runs live, each event source polling on its own at Lambda's rates (`harness.live`), drains,
+and compares the two tables item by item. By default the writers stamp nothing: the bridge owns the
+versions (StampMode bridge); `stamp_mode="application"` has them stamp as the public sample does. It
+prints progress and returns the figures: lag, conflicts and how last-writer-wins settled them, echoes
+dropped, bytes per change on the wire, and mismatches.
 Standalone: `python scripts/phase_bidirectional.py` (starts its own moto).
 """
 
@@ -30,6 +32,7 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 from harness import moto_server  # noqa: E402
 from harness.bidirectional import Delivery, TwoRegions  # noqa: E402
+from harness.live import LivePolling  # noqa: E402
 from harness.lww import canonical_item  # noqa: E402
 
 
@@ -59,21 +62,33 @@ def run_bidirectional(
     conflicts: float = 0.2,
     say: Callable[[str], None] = _say,
     seed: int = 7,
+    stamp_mode: str = "bridge",
 ) -> dict[str, Any]:
     """Both regions write `items` items each (plus updates, deletes, conflicts); returns the figures."""
     load_items = _load_items()
     world = TwoRegions(
-        [("pk", "S"), ("sk", "N")], name="orders-bidi", write_concurrency=8, delivery=Delivery(batch_size=1000)
+        [("pk", "S"), ("sk", "N")],
+        name="orders-bidi",
+        write_concurrency=8,
+        delivery=Delivery(batch_size=1000),
+        stamp_mode=stamp_mode,
     )
     for side in world.sides:
-        assert side.kinesis_poller is not None
+        assert side.kinesis_poller is not None and side.stream_poller is not None
         side.kinesis_poller.batch_size = 100  # the template's ApplierBatchSize; the relay takes 1000 stream records
+        # The relay versions by the stream's second itself; the event keeps its fraction only so that the lag
+        # figures below are to the millisecond (DynamoDB Streams give whole seconds).
+        side.stream_poller.whole_seconds = False
     a, b = world.a, world.b
-    say(f"Beijing {a.region} (aws-cn) <-> Singapore {b.region} (aws): tables, streams, tombstone tables,")
+    say(f"Beijing {a.region} (aws-cn) <-> Singapore {b.region} (aws): tables, streams, side tables,")
     say("  Kinesis streams, peer keys in SSM; each region runs stream_relay and relay_applier")
-    say("  writers stamp as the public China <-> Global sample does: Decimal(time.time()), seconds")
-    beijing = load_items.Region.stamping(a.ddb, a.table, a.tag, "seconds")
-    singapore = load_items.Region.stamping(b.ddb, b.table, b.tag, "seconds")
+    form = "none" if stamp_mode == "bridge" else "seconds"
+    if stamp_mode == "bridge":
+        say("  writers stamp nothing: the bridge versions every change (StampMode bridge)")
+    else:
+        say("  writers stamp as the public China <-> Global sample does: Decimal(time.time()), seconds")
+    beijing = load_items.Region.stamping(a.ddb, a.table, a.tag, form)
+    singapore = load_items.Region.stamping(b.ddb, b.table, b.tag, form)
     stats: dict[str, Any] = {}
 
     def load(name: str, local: Any, peer: Any, first: int) -> None:
@@ -96,24 +111,22 @@ def run_bidirectional(
     for writer in writers:
         writer.start()
     say(f"writing {items} items in each region, with updates, deletes and {conflicts:.0%} conflicts; replicating live")
-    last_report = started
-    while any(w.is_alive() for w in writers):
-        moved = sum(
-            source.poll_once() for source in (a.stream_poller, b.kinesis_poller, b.stream_poller, a.kinesis_poller)
-        )  # type: ignore[union-attr]
-        if time.monotonic() - last_report > 5:
-            last_report = time.monotonic()
+    with LivePolling.of(world) as live:  # each event source on its own, at Lambda's rates
+        while any(w.is_alive() for w in writers):
+            time.sleep(5)
             applied = sum(r.applied for s in world.sides for r in s.applier_reports)
             say(f"live: {applied} changes applied across the border so far")
-        if not moved:
-            time.sleep(0.05)
-    for writer in writers:
-        writer.join()
-    say("writers done; draining")
+        for writer in writers:
+            writer.join()
+        say("writers done; replication catching up")
+        deadline = time.monotonic() + 600
+        while not live.all_idle() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        live.stop()
     world.drain(max_polls=100_000)
     seconds = time.monotonic() - started
-    items_a = {k: canonical_item(v) for k, v in a.items().items()}
-    items_b = {k: canonical_item(v) for k, v in b.items().items()}
+    items_a = {k: canonical_item(v) for k, v in a.data().items()}  # the bridge's own attribute is not data
+    items_b = {k: canonical_item(v) for k, v in b.data().items()}
     mismatches = sum(1 for k in items_a.keys() | items_b.keys() if items_a.get(k) != items_b.get(k))
 
     relays = [r for s in world.sides for r in s.relay_reports]

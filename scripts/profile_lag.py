@@ -1,9 +1,9 @@
 """Where the demo's bidirectional lag goes: the demo's live phase, timed at every hop.
 
 Runs scripts/phase_bidirectional.py's live phase (both regions writing, 20% conflicts, replication
-polled live as the demo does) with timestamps on every event-source poll, every function invocation
-and every request the functions send, then splits each applied change's lag (stream record created ->
-applier done) into:
+polled live as the demo does: each event source on its own thread at Lambda's rates) with timestamps on
+every event-source poll, every function invocation and every request the functions send, then splits
+each applied change's lag (stream record created -> applier done) into:
 
 - stream wait: created -> the relay invocation that took it began (the event source's schedule);
 - relay: that invocation's start -> the Kinesis record's arrival (the relay's work before PutRecords);
@@ -219,7 +219,9 @@ CATEGORIES = [  # (label, a frame that marks it), first match from the innermost
     ("relay: packing (json, zlib)", "ddb_bridge/relay/packs.py"),
     ("relay: deciding", "ddb_bridge/relay/stream_relay.py"),
     ("applier: deciding", "ddb_bridge/relay/applier.py"),
-    ("writer (transactions, reads)", "ddb_bridge/relay/writer.py"),
+    ("applier: read-decide-write", "ddb_bridge/relay/apply.py"),
+    ("batched reads and writes", "ddb_bridge/relay/local.py"),
+    ("versions, digests", "ddb_bridge/relay/states.py"),
     ("codec", "ddb_bridge/core/codec.py"),
     ("sample model", "harness/sample_replication.py"),
     ("botocore/urllib3 (client side)", "botocore"),

@@ -1,10 +1,9 @@
 """Every Kinesis-shaped file in events/ through relay_applier (Singapore), as `sam local invoke -e` would.
 
 The oracle decodes the records itself (base64, zlib, JSON), independently of the layer: a record is
-poison if it does not decode to a version-2 pack from another region (within RELAY_MAX_PACK_BYTES, with
+poison if it does not decode to a version-3 pack from another region (within RELAY_MAX_PACK_BYTES, with
 values DynamoDB takes, fields of their types) or holds a change stamped beyond the clock skew; each key
-ends at its highest version (a delete wins a tie, an unstamped put is older than any version); delivery
-order is ignored.
+ends at its highest version, compared (rank, ts, origin, seq); delivery order is ignored.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ KINESIS_EVENTS = sorted(EVENTS.glob("kinesis_*.json"))
 
 MAX_PACK_BYTES = 8 * 1024 * 1024  # RELAY_MAX_PACK_BYTES' default
 SKEW_US = 300 * 1_000_000  # MAX_CLOCK_SKEW_SECONDS' default
-FIELDS = {"k", "op", "i", "t", "r", "a"}
+FIELDS = {"k", "op", "i", "t", "r", "s", "n", "a"}
 
 
 def pack_of(record: dict) -> dict | None:
@@ -41,10 +40,10 @@ def pack_of(record: dict) -> dict | None:
         if len(raw) > MAX_PACK_BYTES:
             return None
         body = json.loads(raw)
-        if not isinstance(body, dict) or body.get("v") != 2 or not body.get("o"):
+        if not isinstance(body, dict) or body.get("v") != 3 or not body.get("o"):
             return None
         for c in body["c"]:
-            if set(c) - FIELDS or ("t" in c and (isinstance(c["t"], bool) or not isinstance(c["t"], int))):
+            if set(c) - FIELDS or isinstance(c.get("t"), bool) or not isinstance(c.get("t"), int):
                 return None
             for value in [*c["k"].values(), *(c.get("i") or {}).values()]:
                 oracle_value(value)
@@ -66,7 +65,7 @@ def oracle(event: dict, tag: str) -> tuple[dict[str, dict], int]:
             parked += 1  # stamped too far ahead: it would win forever (the events hold it alone in its record)
             continue
         for c in pack["c"]:
-            order = ((1, c["t"], c["r"]) if "t" in c else (0,), c["op"] == "D")
+            order = (c.get("n", 1), c["t"], c["r"], int(c.get("s", "0")))
             key = canonical_key({k: oracle_value(v) for k, v in c["k"].items()})
             if key not in best or order > best[key][0]:
                 best[key] = (order, None if c["op"] == "D" else {k: oracle_value(v) for k, v in c["i"].items()})
@@ -98,14 +97,14 @@ def test_relay_applier_with_every_sample_event(world, path):
     # THEN nothing is retried, the table equals the oracle, and poison records are parked whole
     expected, parked = oracle(event, world.b.tag)
     assert response == {"batchItemFailures": []}
-    assert {k: canonical_item(v) for k, v in world.b.items().items()} == expected
+    assert {k: canonical_item(v) for k, v in world.b.data().items()} == expected
     messages = world.b.parked()
     assert len(messages) == parked
     assert all(m["record"] in event["Records"] for m in messages)
     # AND a second delivery changes nothing: every change is now stale or a counted duplicate
     world.b.applier_reports.clear()
     assert world.b.applier.invoke(event) == {"batchItemFailures": []}
-    assert {k: canonical_item(v) for k, v in world.b.items().items()} == expected
+    assert {k: canonical_item(v) for k, v in world.b.data().items()} == expected
     assert sum(r.applied for r in world.b.applier_reports) == 0
 
 

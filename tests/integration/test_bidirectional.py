@@ -18,7 +18,7 @@ import pytest
 from ddb_bridge.core.versions import Version
 from ddb_bridge.ops.replay import replay
 from ddb_bridge.relay.packs import WireChange, encode
-from harness.bidirectional import Delivery, TwoRegions
+from harness.bidirectional import BRIDGE_ATTR, Delivery, TwoRegions
 from harness.lww import AHEAD_MS, Clock, Oracle, Writer, canonical_item, random_body
 from harness.world import canonical_key
 
@@ -128,9 +128,10 @@ def test_item_without_version_attributes(world):
     world.a.ddb.put_item(TableName=world.a.table, Item=malformed)
     # WHEN replication drains
     world.drain()
-    # THEN Singapore holds both exactly as written (older than any version, but replicated), and the
-    # applier's writes were recognised by their content: nothing came back (drain ended)
-    assert world.b.items() == world.a.items()
+    # THEN Singapore holds both exactly as written (older than any stamp, but replicated; the bridge versioned
+    # them in its own attribute), and the applier's writes were recognised by that attribute: nothing came back
+    assert world.b.data() == world.a.data()
+    assert all(BRIDGE_ATTR in item for item in world.b.items().values())
     assert total(world.b.relay_reports, "echoes_dropped") == 2
     assert total(world.b.relay_reports, "forwarded") == 0
     # AND a stamped write from Singapore beats the unstamped item in both regions
@@ -141,8 +142,10 @@ def test_item_without_version_attributes(world):
     # AND an unstamped write over a stamped item loses (last-writer-wins): it is put back, in both regions
     world.a.ddb.put_item(TableName=world.a.table, Item=legacy)
     world.drain()
-    assert canonical_item(world.a.items()[canonical_key({"pk": {"S": "legacy#1"}})]) == canonical_item(newer)
-    assert world.a.items() == world.b.items()
+    # (the state put back carries the bridge's attribute, so that the repair's own record does not cross again)
+    assert canonical_item(world.a.data()[canonical_key({"pk": {"S": "legacy#1"}})]) == canonical_item(newer)
+    assert BRIDGE_ATTR in world.a.items()[canonical_key({"pk": {"S": "legacy#1"}})]
+    assert world.a.data() == world.b.data()
     assert total(world.a.relay_reports, "reverted") == 1
 
 
@@ -219,8 +222,9 @@ def test_a_local_write_older_than_what_the_region_holds_is_reverted(world):
     # WHEN a Singapore writer whose clock is behind overwrites it with an older version
     world.b.ddb.put_item(TableName=world.b.table, Item=stamped(key, ts - 50, world.b.tag, v={"S": "older"}))
     world.drain()
-    # THEN last-writer-wins: Singapore's write lost, the newer state is back, nothing crossed
-    assert world.b.items() == world.a.items()
+    # THEN last-writer-wins: Singapore's write lost, the newer state is back (marked as the bridge's repair),
+    # nothing crossed
+    assert world.b.data() == world.a.data()
     assert world.a.items()[canonical_key(key)]["v"] == {"S": "newer"}
     assert total(world.b.relay_reports, "reverted") == 1
     assert total(world.b.relay_reports, "forwarded") == 0

@@ -1,7 +1,7 @@
 """One failing change never takes its neighbours down, in every writer, against moto over HTTP.
 
-A change that a transaction, a batch write or a PutRecords call refuses is retried (or parked) on its
-own; the changes sent with it are applied. Each test poisons one key with an injected refusal and
+A change that a batch write or a PutRecords call refuses is retried (or parked) on its own; the changes
+sent with it are applied. Each test poisons one key with an injected refusal and
 compares the tables with what must be there.
 """
 
@@ -22,7 +22,7 @@ from ddb_bridge.loads.backfill.copy import copy_segment
 from ddb_bridge.loads.settings import BackfillSettings
 from ddb_bridge.ops.resync import resync
 from harness.bidirectional import TwoRegions
-from harness.faults import CancelTransactions, Fault, cancel_transactions, holding, inject
+from harness.faults import Fault, UnprocessedWrites, holding, inject
 from harness.lambdas import LocalFunction
 from harness.load_world import LoadWorld, TableShape, load_world
 from harness.streams import StreamPoller
@@ -51,11 +51,12 @@ def _write_batch(world: TwoRegions) -> None:
     world.a.stream_poller.poll_once()  # Beijing's relay: the nine changes cross in one pack
 
 
-def test_applier_a_change_that_keeps_conflicting_goes_alone_and_its_neighbours_apply(aws: Any) -> None:
-    # GIVEN Singapore's applier, where every transaction holding one key is cancelled for it, 12 times
+def test_applier_a_change_left_unprocessed_every_round_retries_alone_and_its_neighbours_apply(aws: Any) -> None:
+    # GIVEN Singapore's applier, whose BatchWriteItem leaves one key unprocessed (a hot partition), 12 times
     world = TwoRegions()
-    client = world.b.applier.layer_module("ddb_bridge.relay.applier").runtime().local.dynamodb
-    fault = cancel_transactions(client, CancelTransactions(holding(POISON), "TransactionConflict", times=12))
+    local = world.b.applier.layer_module("ddb_bridge.relay.applier").runtime().local
+    hot = UnprocessedWrites(local.dynamodb, holding(POISON), times=12)
+    local.dynamodb = hot
     # WHEN nine changes arrive in one pack
     _write_batch(world)
     assert world.b.kinesis_poller is not None
@@ -63,9 +64,10 @@ def test_applier_a_change_that_keeps_conflicting_goes_alone_and_its_neighbours_a
     # THEN the first invocation applied the eight neighbours and reported only the pack for retry
     first = world.b.applier_reports[0]
     assert first.applied == 8 and first.failed == 1
-    # AND after the first cancellation (all nine, 2 actions each) the poisoned change went alone, every round
-    assert fault.cancelled[:8] == [2 * 9] + [2] * 7
-    # AND Lambda's retry of the pack applied it once the conflict was over; both regions are equal
+    # AND only that key went back: every round of that invocation (8), then 4 more in Lambda's retry, which wrote it
+    assert hot.left_unprocessed == 12
+    assert [(r.applied, r.failed) for r in world.b.applier_reports] == [(8, 1), (1, 0)]
+    # AND Lambda's retry of the pack applied it once the partition cooled down; both regions are equal
     world.drain()
     assert keys_of(world.b.items()) == NEIGHBOURS | {POISON}
     assert world.a.items() == world.b.items()
@@ -73,19 +75,23 @@ def test_applier_a_change_that_keeps_conflicting_goes_alone_and_its_neighbours_a
 
 
 def test_applier_a_change_refused_for_good_parks_its_pack_and_its_neighbours_apply(aws: Any) -> None:
-    # GIVEN Singapore's applier, where DynamoDB refuses one change as invalid, always
+    # GIVEN Singapore's applier, where DynamoDB refuses every write call that holds one change, always
     world = TwoRegions()
     client = world.b.applier.layer_module("ddb_bridge.relay.applier").runtime().local.dynamodb
-    cancel_transactions(client, CancelTransactions(holding(POISON), "ValidationError"))
+    refuse = inject(
+        client, "BatchWriteItem", Fault("ValidationException", times=10**9, when=lambda r: POISON.encode() in r.body)
+    )
     # WHEN nine changes arrive in one pack
     _write_batch(world)
     assert world.b.kinesis_poller is not None
     world.b.kinesis_poller.poll_once()
-    # THEN nothing is retried, the neighbours are applied, and the pack is parked whole with the reason
+    # THEN nothing is retried, the neighbours are applied (the call was halved until only that change was
+    # refused), and the pack is parked whole with the reason
     assert keys_of(world.b.items()) == NEIGHBOURS
     (parked,) = world.b.parked()
     assert parked["reason"] == "ValidationException" and parked["source"] == "relay_applier"
     assert world.b.applier_reports[0].failed == 0
+    assert 1 < refuse.injected <= 5  # 9 -> 4/5 -> 2/3 -> 1/2 -> 1: a handful of calls, not one per change
 
 
 def test_replicator_a_batch_write_refused_for_one_item_parks_only_that_item(aws: Any) -> None:

@@ -24,7 +24,7 @@ from ddb_bridge.loads.backfill.clients import BackfillClients
 from ddb_bridge.loads.backfill.copy import copy_segment
 from ddb_bridge.loads.settings import BackfillSettings
 from harness.bidirectional import TwoRegions
-from harness.faults import CancelTransactions, Fault, cancel_transactions, holding, inject
+from harness.faults import Fault, inject
 from harness.lambdas import LocalFunction
 from harness.load_world import TableShape, load_world
 from harness.streams import StreamPoller, sqs_on_failure
@@ -143,7 +143,9 @@ def test_the_relay_and_the_applier_log_no_values(
         relay_env={**debug("relay"), "LOG_KEYS": log_keys}, applier_env={**debug("applier"), "LOG_KEYS": log_keys}
     )
     client = world.b.applier.layer_module("ddb_bridge.relay.applier").runtime().local.dynamodb
-    cancel_transactions(client, CancelTransactions(holding("refused-by-b"), "ValidationError"))
+    inject(
+        client, "BatchWriteItem", Fault("ValidationException", times=10**9, when=lambda r: b"refused-by-b" in r.body)
+    )
     now = int(time.time() * 1000)
     for pk in (KEY_MARKER, "refused-by-b"):
         world.a.ddb.put_item(TableName=world.a.table, Item=secret_item(pk, str(now), world.a.tag))

@@ -85,8 +85,9 @@ def version(image: dict | None) -> tuple[int, str] | None:
     return micros, origin.get("S", "") if isinstance(origin, dict) else ""
 
 
-def rank(v: tuple[int, str] | None) -> tuple:
-    return (0,) if v is None else (1, *v)
+def stamped(v: tuple[int, str] | None) -> tuple | None:
+    """A stamp's full version: (rank, ts, origin, seq) = (1, ts, origin, 0)."""
+    return None if v is None else (1, v[0], v[1], 0)
 
 
 def key_of(keys: dict) -> str:
@@ -94,8 +95,14 @@ def key_of(keys: dict) -> str:
 
 
 def oracle(event: dict, tag: str, replicate_ttl: bool) -> tuple[dict[str, tuple[str, Any]], int]:
-    """What must cross: {key: (op, version)}, and how many records must be parked."""
-    candidates: dict[str, list[tuple[tuple, str, Any]]] = {}
+    """What must cross: {key: (op, [ts, origin, seq, rank])}, and how many records must be parked.
+
+    Versions as docs/bidirectional.md states them for application stamps: a local put's stamp; a write that
+    carries no stamp, or leaves the stamp it found alone, gets the bridge's version (rank 0: below every
+    stamp; the stream's whole second, then the sequence number); a delete is newer than what it removed
+    and no older than itself (rank 1, its sequence number last).
+    """
+    candidates: dict[str, list[tuple[tuple, str]]] = {}
     known: dict[str, list[tuple]] = {}
     parked = 0
     for record in event["Records"]:
@@ -112,28 +119,29 @@ def oracle(event: dict, tag: str, replicate_ttl: bool) -> tuple[dict[str, tuple[
             parked += 1
             continue
         key = key_of(keys)
+        seq = int(body["SequenceNumber"])
         if old is not None and version(old) is not None:
-            known.setdefault(key, []).append(rank(version(old)))
+            known.setdefault(key, []).append(stamped(version(old)))
         if name == "REMOVE":
             if (record.get("userIdentity") or {}).get("type") == "Service" and not replicate_ttl:
                 continue
             us = int(float(body["ApproximateCreationDateTime"]) * 1000) * 1000
             previous = version(old)
-            v = (max(us, previous[0] + 1) if previous else us, tag)
-            candidates.setdefault(key, []).append(((rank(v), 1), "D", v))
-        elif version(new) is not None and version(new)[1] != tag:
-            known.setdefault(key, []).append(rank(version(new)))
+            candidates.setdefault(key, []).append(((1, max(us, previous[0] + 1) if previous else us, tag, seq), "D"))
+        elif version(new) is not None and version(new)[1] != tag and version(new) != version(old):
+            known.setdefault(key, []).append(stamped(version(new)))
+        elif version(new) is not None and version(new)[1] == tag and version(new) != version(old):
+            candidates.setdefault(key, []).append((stamped(version(new)), "P"))
         else:
-            candidates.setdefault(key, []).append(((rank(version(new)), 0), "P", version(new)))
+            second_us = int(float(body["ApproximateCreationDateTime"])) * 1_000_000
+            candidates.setdefault(key, []).append(((0, second_us, tag, seq), "P"))
     crossing = {}
     for key, changes in candidates.items():
-        top = changes[0]
-        for c in changes[1:]:
-            if c[0] >= top[0]:
-                top = c
-        if top[1] == "P" and any(k > top[0][0] for k in known.get(key, [])):
+        top = max(changes)
+        if any(k > top[0] for k in known.get(key, [])):
             continue  # the region already held something newer: undone locally, nothing crosses
-        crossing[key] = (top[1], list(top[2]) if top[2] else None)
+        rank, ts, origin, seq = top[0]
+        crossing[key] = (top[1], [ts, origin, seq, rank])
     return crossing, parked
 
 
@@ -145,7 +153,8 @@ def crossed(side, since: dict[str, str]) -> dict[str, tuple[str, Any]]:
             data = record["Data"]
             pack = json.loads(zlib.decompress(data[1:]) if data[:1] == b"\x01" else data)
             for c in pack["c"]:
-                out[key_of(c["k"])] = ("D" if c["op"] == "D" else "P", [c["t"], c["r"]] if "t" in c else None)
+                version = [c["t"], c["r"], int(c.get("s", "0")), c.get("n", 1)]
+                out[key_of(c["k"])] = ("D" if c["op"] == "D" else "P", version)
     return out
 
 

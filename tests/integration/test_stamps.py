@@ -185,7 +185,7 @@ def _settle(world: TwoRegions, oracle: Oracle) -> None:
     world.drain()
     expected = oracle.expected()
     for side in world.sides:
-        assert {k: canonical_item(v) for k, v in side.items().items()} == expected, side.region
+        assert {k: canonical_item(v) for k, v in side.data().items()} == expected, side.region
         assert side.parked() == [], side.region
         assert side.kinesis_poller is not None and side.kinesis_poller.stats.sent_to_on_failure == 0
         assert side.stream_poller is not None and side.stream_poller.stats.sent_to_on_failure == 0

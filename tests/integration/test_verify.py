@@ -150,6 +150,27 @@ def test_verify_finds_every_injected_difference_and_no_false_ones(bridge: Lambda
     assert (progress.compared, progress.missing, progress.extra, progress.different) == (62, 3, 2, 4)
 
 
+def test_bidirectional_verify_never_compares_the_bridges_own_attribute(bridge: LambdaBridge) -> None:
+    # GIVEN two regions whose items are equal but for the attribute the bidirectional bridge sets on the copies it
+    # writes (its version and a digest), and one item that really differs
+    world = verify_world()
+    items = [item(i) for i in range(20)]
+    put_all(world.source, world.source_table, items)
+    copies = [{**it, "ddbb_v": {"S": f"{i:024x}:0.1796180270866000.{i}.ap-southeast-1"}} for i, it in enumerate(items)]
+    copies[4]["note"] = {"S": "changed"}
+    put_all(world.target, world.target_table, copies)
+
+    # WHEN verify runs in bidirectional mode, and again in one-way mode
+    bidirectional = run(verify_machine(world, VERIFY_MODE="bidirectional"), {"recheckDelaySeconds": 0}, timeout_s=120)
+    one_way = run(verify_machine(world, VERIFY_MODE="ordered"), {"recheckDelaySeconds": 0}, timeout_s=120)
+
+    # THEN bidirectional mode reports only the real difference; one-way mode (no bridge attribute) reports every copy
+    assert bidirectional["status"] == "SUCCEEDED", bidirectional.get("cause")
+    assert (bidirectional["output"]["different"], bidirectional["output"]["equal"]) == (1, 19)
+    assert by_class(read_report(world, bidirectional["output"]["report"])) == {"different": {kid(key(4))}}
+    assert one_way["status"] == "SUCCEEDED" and one_way["output"]["different"] == 20
+
+
 def same_contents(world: LoadWorld, ignore: tuple[str, ...] = ()) -> bool:
     """The oracle: both tables hold the same items in canonical form (the ignored attributes left out)."""
     source = {k: canonical(v, ignore) for k, v in scan_all(world.source, world.source_table).items()}

@@ -25,9 +25,8 @@ def change(i: int, *, size: int = 40, op: str = "P") -> WireChange:
         "last_update_timestamp": {"N": str(1_700_000_000_000 + i)},
         "last_updater_region": {"S": "cn-north-1"},
     }
-    return WireChange(
-        key_id(keys), keys, op, image if op == "P" else None, Version(1_700_000_000_000 + i, "cn-north-1"), 5
-    )
+    version = Version(1_700_000_000_000 + i, "cn-north-1", 1100000000017454423000 + i, rank=i % 2)
+    return WireChange(key_id(keys), keys, op, image if op == "P" else None, version, 5)
 
 
 def test_a_pack_round_trips_and_keeps_lambda_json_as_it_is():
@@ -73,17 +72,23 @@ def test_records_stay_under_kinesis_limits_and_calls_under_500_records_and_5_mib
     assert all(len(g) <= 500 and sum(many[i].size for i in g) <= 5 * 1024 * 1024 for g in groups)
 
 
-def test_the_partition_key_comes_from_the_item_key():
-    # GIVEN the same item changed in two batches, among others
-    first = build_records("cn-north-1", [change(7)])
+def test_every_change_of_a_key_goes_to_one_shard_and_one_lane():
+    # GIVEN the same item changed in two batches, among other items
+    first = build_records("cn-north-1", [change(7), change(1)])
     later = build_records("cn-north-1", [change(7)])
-    # THEN its record gets the same partition key and hash key both times: the key's own hash
-    assert first[0].partition_key == later[0].partition_key
-    assert int(first[0].explicit_hash_key) == int(first[0].partition_key, 16) < 2**128
-    assert first[0].partition_key != build_records("cn-north-1", [change(8)])[0].partition_key
+    # THEN its record gets the same partition key and hash key both times: its key-hash bucket's
+    mine = next(r for r in first if change(7).key_id in r.key_ids)
+    assert (mine.partition_key, mine.explicit_hash_key) == (later[0].partition_key, later[0].explicit_hash_key)
+    # AND the buckets split Kinesis's 128-bit hash space evenly: a 4-shard stream puts each bucket on one shard
+    hashes = sorted({int(r.explicit_hash_key) for i in range(200) for r in build_records("x", [change(i)])})
+    assert len(hashes) == 8 and all(0 <= h < 2**128 for h in hashes)
+    quarter = 2**128 // 4
+    for i in range(200):
+        (record,) = build_records("x", [change(i)])
+        assert int(record.explicit_hash_key) // quarter == packs.bucket_of(change(i).key_id, 8) // 2
 
 
-def _pack(*changes: dict, v: int = 2, o: str = "cn-north-1") -> bytes:
+def _pack(*changes: dict, v: int = 3, o: str = "cn-north-1") -> bytes:
     return json.dumps({"v": v, "o": o, "c": list(changes)}).encode()
 
 
@@ -93,6 +98,8 @@ _PUT = {"k": _KEY, "op": "P", "i": {**_KEY, "n": {"N": "1"}}, "t": 1_700_000_000
 
 def test_the_poison_cases_below_differ_from_a_valid_pack_only_in_their_fault():
     assert decode(_pack(_PUT)).changes[0].version == Version(1_700_000_000_000_000, "cn-north-1")
+    bridge = decode(_pack({**_PUT, "s": "1" * 40, "n": 0})).changes[0].version
+    assert bridge == Version(1_700_000_000_000_000, "cn-north-1", int("1" * 40), 0)
 
 
 @pytest.mark.parametrize(
@@ -103,8 +110,9 @@ def test_the_poison_cases_below_differ_from_a_valid_pack_only_in_their_fault():
         b"not json",
         _pack(),  # no change at all
         _pack(_PUT, v=1),  # a version-1 pack: `t` was milliseconds there
-        json.dumps({"v": 2, "c": [_PUT]}).encode(),
-        json.dumps({"v": 2, "o": "cn-north-1", "c": [_PUT], "extra": 1}).encode(),
+        _pack(_PUT, v=2),  # a version-2 pack (the previous relay's): drain it before upgrading
+        json.dumps({"v": 3, "c": [_PUT]}).encode(),
+        json.dumps({"v": 3, "o": "cn-north-1", "c": [_PUT], "extra": 1}).encode(),
         _pack(_PUT, o="no spaces allowed"),
         _pack({k: v for k, v in _PUT.items() if k != "i"}),
         _pack({"k": _KEY, "op": "D", "a": 1}),
@@ -122,6 +130,11 @@ def test_the_poison_cases_below_differ_from_a_valid_pack_only_in_their_fault():
         _pack({**_PUT, "i": {**_KEY, "x": {"NS": ["1", "1.0"]}}}),
         _pack({**_PUT, "i": {**_KEY, "x": {"N": "1" * 39}}}),
         _pack({"k": _KEY, "op": "D", "i": _PUT["i"], "t": 1, "r": "x"}),
+        _pack({k: v for k, v in _PUT.items() if k != "t"}),
+        _pack({**_PUT, "s": "1" * 41}),
+        _pack({**_PUT, "s": 5}),
+        _pack({**_PUT, "n": 2}),
+        _pack({**_PUT, "n": True}),
         b"[" * 100_000,  # nesting deep enough to exhaust the parser
     ],
     ids=[
@@ -130,6 +143,7 @@ def test_the_poison_cases_below_differ_from_a_valid_pack_only_in_their_fault():
         "not-json",
         "no-changes",
         "version-1",
+        "version-2",
         "no-origin",
         "unknown-top-field",
         "bad-origin-tag",
@@ -149,6 +163,11 @@ def test_the_poison_cases_below_differ_from_a_valid_pack_only_in_their_fault():
         "duplicate-set-elements",
         "number-past-38-digits",
         "delete-with-an-image",
+        "put-without-version",
+        "seq-past-40-digits",
+        "seq-not-text",
+        "rank-not-0-or-1",
+        "rank-boolean",
         "deep-nesting",
     ],
 )

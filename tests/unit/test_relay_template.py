@@ -33,11 +33,43 @@ def resolve_sub(value: Any, params: dict[str, Any], names: dict[str, str]) -> st
 def test_the_relay_filter_in_the_template_is_the_one_the_tests_apply():
     t = template()
     source = t["Resources"]["StreamRelayFunction"]["Properties"]["Events"]["LocalStream"]["Properties"]
-    patterns = [
-        json.loads(resolve_sub(f["Pattern"]["Fn::Sub"], t["Parameters"], {}))
-        for f in source["FilterCriteria"]["Filters"]
-    ]
+    condition, when_bridge, otherwise = source["FilterCriteria"]["Fn::If"]
+    # Bridge-owned stamps: no filter at all (only code can tell replication's writes: the verified attribute)
+    assert t["Conditions"][condition] == {"Fn::Equals": [{"Ref": "StampMode"}, "bridge"]}
+    assert when_bridge == {"Ref": "AWS::NoValue"} and relay_filter_patterns("cn-north-1", stamp_mode="bridge") == []
+    # Application stamps: the patterns the harness applies are the template's
+    patterns = [json.loads(resolve_sub(f["Pattern"]["Fn::Sub"], t["Parameters"], {})) for f in otherwise["Filters"]]
     assert patterns == relay_filter_patterns("cn-north-1")
+
+
+def test_the_roles_hold_no_transaction_rights_and_exactly_what_the_write_path_uses():
+    resources = template()["Resources"]
+    for role, expected in (
+        (
+            "StreamRelayRole",
+            {
+                "RepairThisTable": ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                "LocalVersionsAndTombstones": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
+            },
+        ),
+        (
+            "RelayApplierRole",
+            {
+                "WriteThisTableLastWriterWins": [
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:BatchWriteItem",
+                    "dynamodb:DeleteItem",
+                ],
+                "ReplicatedDeletesAndEchoMarkers": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
+            },
+        ),
+    ):
+        policies = [p for p in resources[role]["Properties"]["Policies"] if "PolicyDocument" in p]  # not the !If
+        statements = [s for p in policies for s in p["PolicyDocument"]["Statement"] if "Sid" in s]
+        dynamodb = {s["Sid"]: s["Action"] for s in statements if "dynamodb:BatchGetItem" in s.get("Action", [])}
+        assert dynamodb == expected, role
+        everything = json.dumps(statements)
+        assert "ConditionCheckItem" not in everything and "TransactWriteItems" not in everything
 
 
 def test_the_peer_writer_user_may_only_put_records_on_the_relay_stream():

@@ -17,7 +17,7 @@ from ddb_bridge.core.codec import encode_image, from_python
 from ddb_bridge.core.errors import RetryableError
 from ddb_bridge.core.inputs import InvalidInput
 from ddb_bridge.core.settings import SettingsError, VersionAttrs
-from ddb_bridge.relay.echoes import digest as echo_digest
+from ddb_bridge.relay.states import digest as state_digest
 from ddb_bridge.table.writer import GUARD_MAX_CHARS, same_content
 from ddb_bridge.verify.compare import KeyReader, source_candidates
 from ddb_bridge.verify.plan import parse_input, rates
@@ -74,7 +74,9 @@ def test_38_digit_numbers_keep_every_digit() -> None:
     assert number(a) == a and number(a) != number(b)
     assert not same_item({"n": {"N": a}}, {"n": {"N": b}})
     assert number("1.0E+37") == "1" + "0" * 37 and number("-1E-37") == "-0." + "0" * 36 + "1"
-    assert echo_digest is digest  # the echo markers use the same canonical form
+    # the bridge's attribute digests the same canonical form (a shorter hash)
+    assert state_digest({"n": {"N": a}}) != state_digest({"n": {"N": b}})
+    assert state_digest({"n": {"N": "1.50"}}) == state_digest({"n": {"N": "1.5"}})
 
 
 def test_ignored_attributes_are_left_out() -> None:

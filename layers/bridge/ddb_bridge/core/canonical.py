@@ -5,7 +5,8 @@ the same binary value travels as bytes (boto3) or base64 text (Lambda's JSON). T
 removes all three differences, and nothing else: types stay apart ({"S": "1"} is not {"N": "1"}),
 numbers keep all 38 digits, binary compares byte for byte, list order matters.
 
-Used by the echo markers (the digest of an unstamped item) and by verify (equality and digests).
+Used by the bidirectional relay (the digest in the bridge's attribute and in side records) and by verify
+(equality and digests).
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from .codec import Image
-
-BRIDGE_ATTRIBUTES: frozenset[str] = frozenset()
-"""Attributes the bridge itself writes into items, never compared by verify. None today: version stamps are
-the writers' own, and tombstones and echo markers live in their own table."""
 
 # DynamoDB numbers have up to 38 significant digits; the default context (28) would round them.
 _EXACT = Context(prec=60)
@@ -66,14 +63,14 @@ def canonical(image: Image, ignore: Collection[str] = ()) -> dict[str, Any]:
     return {name: canonical_value(value) for name, value in sorted(image.items()) if name not in ignore}
 
 
-def digest(image: Image, ignore: Collection[str] = ()) -> str:
+def digest(image: Image, ignore: Collection[str] = (), size: int = 16) -> str:
     """A content digest of an item, equal for the client form (bytes) and Lambda's JSON (base64).
 
     Sets are order-free and numbers normalised as DynamoDB stores them, so the digest of what was
     written equals the digest of what the stream or a later read shows.
     """
     text = json.dumps(canonical(image, ignore), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=size).hexdigest()
 
 
 def same_item(a: Image | None, b: Image | None, ignore: Collection[str] = ()) -> bool:

@@ -1,4 +1,11 @@
-"""Item versions `(ts, origin)`: stamps in every form writers use, one total order, conditions DynamoDB can meet.
+"""Item versions: stamps in every form writers use, the bridge's own versions, one total order, conditions.
+
+A version is `(rank, ts, origin, seq)`, compared in that order. With application stamps (`StampMode`
+application) `ts` comes from the item's stamp, `seq` is 0 and `rank` 1; a write that carries no stamp
+gets a version from the bridge with rank 0, below every stamp. With bridge-owned stamps (`StampMode`
+bridge) every version is the bridge's: `ts` the stream record's creation second (in microseconds,
+raised by the causal rule of `bridge_version`), `seq` its stream sequence number, `rank` 1
+(docs/bidirectional.md#versions).
 
 Writers stamp in different forms: integer milliseconds, seconds with a fraction (`Decimal(time.time())`,
 the public China <-> Global sample's load generator), or the same as numeric text in an `S` attribute.
@@ -27,11 +34,39 @@ _STAMP_TEXT = re.compile(r"[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,4})?")
 _STAMP_TEXT_MAX = 64
 
 
+MAX_SEQ = 10**40  # a DynamoDB stream sequence number has at most 40 digits
+
+
 class Version(NamedTuple):
-    """A change's version: microseconds since the epoch, then the origin region tag as the tie-break."""
+    """A change's version, ordered (rank, ts, origin, seq): the origin breaks a tie on ts, seq one in a region."""
 
     ts: int
     origin: str
+    seq: int = 0
+    rank: int = 1
+
+    def order(self) -> tuple[int, int, str, int]:
+        """The sort key: rank first (an unstamped write's bridge version is below every stamp), then ts, origin, seq."""
+        return (self.rank, self.ts, self.origin, self.seq)
+
+    def __lt__(self, other: object) -> bool:
+        return self.order() < _order_of(other)
+
+    def __le__(self, other: object) -> bool:
+        return self.order() <= _order_of(other)
+
+    def __gt__(self, other: object) -> bool:
+        return self.order() > _order_of(other)
+
+    def __ge__(self, other: object) -> bool:
+        return self.order() >= _order_of(other)
+
+
+def _order_of(other: object) -> tuple[int, int, str, int]:
+    order = getattr(other, "order", None)  # duck-typed: each function of the local harness has its own copy
+    if not callable(order):
+        raise TypeError(f"a Version compares with a Version, not {type(other).__name__}")
+    return tuple(order())
 
 
 def _scaled_floor(number: Decimal, places: int) -> int:
@@ -191,9 +226,51 @@ def recorded_version(item: Image | None, attrs: VersionAttrs) -> Version | None:
     return Version(int(text), origin if isinstance(origin, str) else "")
 
 
-def rank(version: Version | None) -> tuple[int, int, str]:
+def rank(version: Version | None) -> tuple[int, int, int, str, int]:
     """Last-writer-wins sort key, with an unversioned change (None) below every version."""
-    return (0, 0, "") if version is None else (1, version.ts, version.origin)
+    return (0, 0, 0, "", 0) if version is None else (1, *version.order())
+
+
+def bridge_version(stream_us: int, seq: int, region: str, newest: Version | None, *, rank: int = 1) -> Version:
+    """The bridge's version of a local change: its stream time and sequence number, after everything it follows.
+
+    `stream_us` is the stream record's ApproximateCreationDateTime (whole seconds on DynamoDB Streams) in
+    microseconds, `seq` its SequenceNumber, `newest` the newest version this region's bridge had recorded
+    for the item when the change was versioned. The causal rule: `ts = max(stream time, newest.ts)`, plus
+    one microsecond when `newest` comes from a region whose tag sorts above this one's (it would win the
+    tie otherwise). So a write made on top of a state beats that state, whatever second both fell in; two
+    writes neither region saw before writing are ordered by second, then by the regions' tags.
+    """
+    ts = stream_us
+    if newest is not None and newest.rank == rank:
+        ts = max(ts, newest.ts + (1 if newest.origin > region else 0))
+    return Version(ts, region, seq, rank)
+
+
+def encode_version(version: Version) -> str:
+    """A version as one string (side table, the bridge's item attribute): `rank.ts.seq.origin`."""
+    return f"{version.rank}.{version.ts}.{version.seq}.{version.origin}"
+
+
+_ENCODED = re.compile(r"^([01])\.(\d{1,22})\.(\d{1,40})\.([A-Za-z0-9_.:-]{0,64})$")
+
+
+def decode_version(text: Any) -> Version | None:
+    """The version `encode_version` wrote; None for anything else (never raises)."""
+    if not isinstance(text, str):
+        return None
+    match = _ENCODED.match(text)
+    if match is None:
+        return None
+    rank_text, ts, seq, origin = match.groups()
+    return Version(int(ts), origin, int(seq), int(rank_text))
+
+
+def sequence_number(text: Any) -> int:
+    """A stream record's SequenceNumber as an integer (orders one item's records); ValueError if it is not one."""
+    if not isinstance(text, str) or not text.isdigit() or len(text) > 40:
+        raise ValueError("SequenceNumber must be a decimal number of at most 40 digits")
+    return int(text)
 
 
 def micros_of_ms(ms: int) -> int:

@@ -1,15 +1,15 @@
 """relay_applier's domain: packs from the peer's relay (this region's Kinesis stream) -> the local table.
 
 Delivery is hostile (PutRecords retries reorder, Lambda redelivers after partial failures), so the
-applier decides by version only: each key's newest change in the batch is written with
-last-writer-wins conditions inside DynamoDB, ties broken by origin; deletes leave tombstones (no
-resurrection) and echo markers (no echo); the same version twice is a counted no-op. Any key schema:
-keys come from the changes. A record that cannot be decoded (or inflates past RELAY_MAX_PACK_BYTES,
-or holds anything DynamoDB would refuse) is parked whole, with the reason, and the batch goes on; so
-is a record holding a change stamped further in the future than MAX_CLOCK_SKEW_SECONDS, which would
-otherwise win last-writer-wins forever (its other changes still apply). A replay command puts a
-parked record back through the function (`ddb_bridge.ops.replay`). Counters go out as CloudWatch
-metrics (no hot counter item).
+applier decides by version only: each key's newest change in the batch is judged against what the
+region holds (`apply.Applier`: read, decide, write; no transaction), a stale change costs no write, the
+same version twice is a counted no-op, deletes leave their `P#` record first (no resurrection, no
+echo). Any key schema: keys come from the changes. A record that cannot be decoded (or inflates past
+RELAY_MAX_PACK_BYTES, or holds anything DynamoDB would refuse) is parked whole, with the reason, and
+the batch goes on; so is a record holding a change stamped further in the future than
+MAX_CLOCK_SKEW_SECONDS, which would otherwise win last-writer-wins forever (its other changes still
+apply). A replay command puts a parked record back through the function (`ddb_bridge.ops.replay`).
+Counters go out as CloudWatch metrics (no hot counter item).
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from ..core.codec import MalformedImage, decode_image
 from ..core.errors import PermanentError
 from ..core.observability import logger
 from ..core.parking import ParkingLot
-from ..core.versions import rank
 from ..table.writer import Outcome
-from .local import LocalTable
+from .apply import Applier
+from .local import LocalTable, Store
 from .packs import DEFAULT_MAX_PACK_BYTES, MAX_RECORD_BYTES, MalformedPack, Pack, decode
 from .settings import ApplierSettings, load_applier_settings
-from .writer import MarkedWriter
 
 _MAX_DATA_TEXT = (MAX_RECORD_BYTES // 3 + 1) * 4  # a Kinesis record's data as Lambda's base64 text
 
@@ -100,7 +99,7 @@ def changes_of(pack: Pack, record: dict[str, Any]) -> list[Change]:
 
 
 def apply_batch(
-    records: list[dict[str, Any]], *, settings: ApplierSettings, writer: MarkedWriter, parking: ParkingLot
+    records: list[dict[str, Any]], *, settings: ApplierSettings, store: Store, parking: ParkingLot
 ) -> tuple[set[int], ApplierReport]:
     """Apply a batch; returns the ids of the records to report as failed, and the batch report."""
     report = ApplierReport(records=len(records))
@@ -117,7 +116,8 @@ def apply_batch(
             report.parked += park_or_fail(parking, record, error, failed_records, parked)
             continue
         for change in changes:
-            if change.version is not None and change.version.ts > horizon_us:
+            assert change.version is not None
+            if change.version.ts > horizon_us:
                 report.future += 1
                 future = PermanentError(
                     "FutureVersion",
@@ -129,21 +129,19 @@ def apply_batch(
             report.changes += 1
             holders.setdefault(change.key_id, []).append(record)
             current = best.get(change.key_id)
-            order = (rank(change.version), change.op is Op.DELETE)
             if current is None:
                 best[change.key_id] = change
                 continue
-            current_order = (rank(current.version), current.op is Op.DELETE)
-            if order == current_order:
+            assert current.version is not None
+            if change.version == current.version:
                 report.duplicate += 1  # delivered twice (Kinesis or a relay retry): nothing more to write
             else:
                 report.coalesced += 1
-                if order > current_order:
+                if change.version > current.version:
                     best[change.key_id] = change
 
-    requests_before = writer.requests
-    results = writer.apply(best.values())
-    report.write_requests = writer.requests - requests_before
+    results = Applier(store, settings.stamps).apply(list(best.values()))
+    report.write_requests = store.requests
     now_ms = int(time.time() * 1000)
     failed_keys: set[str] = set()
     for kid, result in results.items():
@@ -210,7 +208,7 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
-    failed, report = apply_batch(records, settings=rt.settings, writer=rt.local.writer(), parking=rt.parking)
+    failed, report = apply_batch(records, settings=rt.settings, store=rt.local.store(), parking=rt.parking)
     response = settle(event, failed, EventType.KinesisDataStreams, context)
     _emit(report)
     logger.info("batch applied", extra={k: v for k, v in vars(report).items() if k != "lags_ms"})

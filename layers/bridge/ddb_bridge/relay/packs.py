@@ -3,20 +3,25 @@
 A Kinesis record's data is either `0x01 + zlib(JSON)` (packed, the default) or plain JSON (a pack
 written with compression off, as the one-change-per-record baseline does). The JSON is
 
-    {"v": 2, "o": "<origin region tag>", "c": [change, ...]}
-    change = {"k": Keys, "op": "P" | "D", "i": NewImage (puts only), "t": ts, "r": origin, "a": ms}
+    {"v": 3, "o": "<origin region tag>", "c": [change, ...]}
+    change = {"k": Keys, "op": "P" | "D", "i": NewImage (puts only), "t": ts, "r": origin, "s": seq,
+              "n": rank, "a": ms}
 
 Keys and images stay in Lambda's DynamoDB JSON exactly as the stream delivered them (binary is
-base64 text once, never re-encoded). `t` is the normalised version in microseconds (`core.versions`),
-`r` its origin; both are absent for an unstamped put (older than any version); `a` is the stream
-record's creation time in milliseconds, for lag figures.
+base64 text once, never re-encoded), without the bridge's own attribute (the applier sets it). Every
+change carries its version (`core.versions`): `t` in microseconds, `r` its origin, `s` the stream
+sequence number as decimal text (absent: 0), `n` its rank (absent: 1; 0 for the bridge's version of a
+write without an application stamp); `a` is the stream record's creation time in milliseconds, for
+lag figures.
 
 What arrives from the other side is hostile until checked: the inflated size is bounded while it
 inflates (a 300 KB record could otherwise become ~1 GB in memory), and every field of the pack is
 checked for type and range, every key and image as DynamoDB would check it (`core.validate`).
 
-Changes are grouped by a prefix of their key hash so a pack stays on one shard, and packs are cut so
-that each record stays under Kinesis's 1 MiB and each PutRecords call under 500 records and 5 MiB.
+Changes are grouped by a prefix of their key hash (a bucket); a pack's partition key and explicit hash
+key are its bucket's, so every change of a key reaches the same shard and the same lane of the applier's
+ParallelizationFactor: no two invocations apply one key at once. Packs are cut so that each record
+stays under Kinesis's 1 MiB and each PutRecords call under 500 records and 5 MiB.
 """
 
 from __future__ import annotations
@@ -32,14 +37,15 @@ from ..core.codec import MalformedImage
 from ..core.keys import key_id, partition_key
 from ..core.versions import Version
 
-PACK_FORMAT = 2
+PACK_FORMAT = 3
 ZLIB_MARK = b"\x01"
 DEFAULT_MAX_PACK_BYTES = 8 * 1024 * 1024  # inflated JSON of one record; RelayPackBytes plus one large change
 MAX_CHANGES = 50_000
 MAX_TS = 10**21  # microseconds: a stamp below 10^18 ms
 MAX_APPROX_MS = 10**14
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_FIELDS = frozenset({"k", "op", "i", "t", "r", "a"})
+_FIELDS = frozenset({"k", "op", "i", "t", "r", "s", "n", "a"})
+_SEQ_RE = re.compile(r"^\d{1,40}$")
 MAX_RECORD_BYTES = 1024 * 1024  # data + partition key, per Kinesis record
 MAX_CALL_RECORDS = 500
 MAX_CALL_BYTES = 5 * 1024 * 1024
@@ -63,7 +69,7 @@ class WireChange:
     keys: dict[str, Any]
     op: str  # "P" or "D"
     image: dict[str, Any] | None
-    version: Version | None
+    version: Version
     approx_ms: int
 
     def to_json(self) -> dict[str, Any]:
@@ -71,9 +77,12 @@ class WireChange:
         out: dict[str, Any] = {"k": self.keys, "op": self.op, "a": self.approx_ms}
         if self.image is not None:
             out["i"] = self.image
-        if self.version is not None:
-            out["t"] = self.version.ts
-            out["r"] = self.version.origin
+        out["t"] = self.version.ts
+        out["r"] = self.version.origin
+        if self.version.seq:
+            out["s"] = str(self.version.seq)
+        if self.version.rank != 1:
+            out["n"] = self.version.rank
         return out
 
     @classmethod
@@ -98,16 +107,18 @@ class WireChange:
                 validate.image(image, keys)  # every type tag, number, base64 value, size, and the key
             elif "i" in entry:
                 raise MalformedPack("a delete with an image")
-            version = None
-            if "t" in entry or "r" in entry:
-                ts, origin = entry.get("t"), entry.get("r")
-                if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < MAX_TS:
-                    raise MalformedPack("t must be a whole number of microseconds")
-                if not isinstance(origin, str) or not TAG_RE.match(origin):
-                    raise MalformedPack("r must be an origin tag (1-64 of A-Z a-z 0-9 _ . : -)")
-                version = Version(ts, origin)
-            elif op == "D":
-                raise MalformedPack("a delete without a version")
+            ts, origin = entry.get("t"), entry.get("r")
+            if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < MAX_TS:
+                raise MalformedPack("t must be a whole number of microseconds")
+            if not isinstance(origin, str) or not TAG_RE.match(origin):
+                raise MalformedPack("r must be an origin tag (1-64 of A-Z a-z 0-9 _ . : -)")
+            seq = entry.get("s", "0")
+            if not isinstance(seq, str) or not _SEQ_RE.match(seq):
+                raise MalformedPack("s must be a sequence number (decimal text, at most 40 digits)")
+            rank = entry.get("n", 1)
+            if isinstance(rank, bool) or rank not in (0, 1):
+                raise MalformedPack("n must be 0 or 1")
+            version = Version(ts, origin, int(seq), rank)
             approx = entry.get("a", 0)
             if isinstance(approx, bool) or not isinstance(approx, int) or not 0 <= approx < MAX_APPROX_MS:
                 raise MalformedPack("a must be a whole number of milliseconds")
@@ -196,7 +207,18 @@ class OutRecord:
 
 
 def _hash(ident: str) -> str:
-    return partition_key(ident)  # 128-bit hex: also a valid ExplicitHashKey once read as an integer
+    return partition_key(ident)  # 128-bit hex
+
+
+def bucket_of(key_id: str, buckets: int) -> int:
+    """The key-hash bucket of an item key: its pack's partition key, shard and lane."""
+    return int(_hash(key_id)[:8], 16) * max(1, buckets) >> 32
+
+
+def _bucket_keys(bucket: int, buckets: int) -> tuple[str, str]:
+    """A bucket's partition key and explicit hash key (the middle of its slice of Kinesis's 128-bit hash space)."""
+    width = (1 << 128) // max(1, buckets)
+    return f"ddbb-{bucket:03d}-of-{max(1, buckets):03d}", str(bucket * width + width // 2)
 
 
 def build_records(
@@ -204,39 +226,38 @@ def build_records(
 ) -> list[OutRecord]:
     """Pack changes into records: grouped by key-hash bucket, cut at `pack_bytes` of JSON, under 1 MiB.
 
-    Each record's partition key and explicit hash key come from its first change's item key, so a
-    key always maps to the same region of the hash space (the same shard, while shards are stable).
-    `pack_bytes=0` (or compression off with `pack_bytes=1`) gives one change per record.
+    Each record's partition key and explicit hash key are its bucket's, so a key always maps to the same
+    shard and the same lane. `pack_bytes=0` (or compression off with `pack_bytes=1`) gives one change per record.
     """
     groups: dict[int, list[WireChange]] = {}
     for change in changes:
-        bucket = int(_hash(change.key_id)[:8], 16) * max(1, buckets) >> 32
-        groups.setdefault(bucket, []).append(change)
+        groups.setdefault(bucket_of(change.key_id, buckets), []).append(change)
     out: list[OutRecord] = []
     for bucket in sorted(groups):
         chunk: list[WireChange] = []
         size = 0
+        keys = _bucket_keys(bucket, buckets)
         for change in groups[bucket]:
             entry_size = len(json.dumps(change.to_json(), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
             if chunk and size + entry_size > pack_bytes:
-                out.extend(_records_of(origin, chunk, compress))
+                out.extend(_records_of(origin, chunk, compress, keys))
                 chunk, size = [], 0
             chunk.append(change)
             size += entry_size + 1
         if chunk:
-            out.extend(_records_of(origin, chunk, compress))
+            out.extend(_records_of(origin, chunk, compress, keys))
     return out
 
 
-def _records_of(origin: str, changes: list[WireChange], compress: bool) -> list[OutRecord]:
+def _records_of(origin: str, changes: list[WireChange], compress: bool, keys: tuple[str, str]) -> list[OutRecord]:
     """One record for these changes, split in halves while it would pass Kinesis's record limit."""
     body = _body(origin, changes)
     data = ZLIB_MARK + zlib.compress(body, 6) if compress else body
-    head = _hash(changes[0].key_id)
+    head, explicit = keys
     if len(data) + len(head) > MAX_RECORD_BYTES - _HEADROOM and len(changes) > 1:
         half = len(changes) // 2
-        return _records_of(origin, changes[:half], compress) + _records_of(origin, changes[half:], compress)
-    return [OutRecord(data, head, str(int(head, 16)), [c.key_id for c in changes], len(body))]
+        return _records_of(origin, changes[:half], compress, keys) + _records_of(origin, changes[half:], compress, keys)
+    return [OutRecord(data, head, explicit, [c.key_id for c in changes], len(body))]
 
 
 def calls(records: list[OutRecord]) -> list[list[int]]:

@@ -19,15 +19,29 @@ from ..core.settings import (
     log_keys,
 )
 from .packs import DEFAULT_MAX_PACK_BYTES
+from .states import BRIDGE, STAMP_MODES, Versions
 
 # ---- bidirectional -------------------------------------------------------------------------------------
 _REGION_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _KINESIS_STREAM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_ATTR_NAME_RE = re.compile(r"^.{1,255}$")
 
 
 def _clock_skew(env: Env) -> int:
     """How far ahead of this region's clock a version may be stamped before it is parked (seconds)."""
     return env.integer("MAX_CLOCK_SKEW_SECONDS", 300, minimum=1, maximum=7 * 86400)
+
+
+def _versions(env: Env) -> Versions:
+    """STAMP_MODE (bridge: the bridge versions every change; application: writers stamp) and the bridge's attribute."""
+    attrs = VersionAttrs.from_env(env)
+    mode = env.choice("STAMP_MODE", STAMP_MODES, BRIDGE)
+    bridge_attr = env.text(
+        "BRIDGE_VERSION_ATTR", default="ddbb_v", pattern=_ATTR_NAME_RE, expects="an attribute name (1-255 characters)"
+    )
+    if bridge_attr in (attrs.ts, attrs.origin):
+        raise SettingsError("BRIDGE_VERSION_ATTR must differ from VERSION_TS_ATTR and VERSION_ORIGIN_ATTR")
+    return Versions(mode, attrs, bridge_attr)
 
 
 def _region_tag(env: Env) -> str:
@@ -49,6 +63,7 @@ class RelaySettings:
     tombstone_table: str
     tombstone_days: int
     versions: VersionAttrs
+    stamps: Versions
     peer_region: str
     peer_stream: str
     peer_keys: PeerKeysSettings | None
@@ -83,6 +98,7 @@ class RelaySettings:
             tombstone_table=env.table("TOMBSTONE_TABLE_NAME"),
             tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
             versions=VersionAttrs.from_env(env),
+            stamps=_versions(env),
             peer_region=peer_region,
             peer_stream=env.text(
                 "PEER_STREAM_NAME", pattern=_KINESIS_STREAM_RE, expects="the peer region's Kinesis stream name"
@@ -114,6 +130,7 @@ class ApplierSettings:
     tombstone_table: str
     tombstone_days: int
     versions: VersionAttrs
+    stamps: Versions
     parking_queue_url: str
     write_concurrency: int
     max_clock_skew_seconds: int = 300
@@ -131,6 +148,7 @@ class ApplierSettings:
             tombstone_table=env.table("TOMBSTONE_TABLE_NAME"),
             tombstone_days=env.integer("TOMBSTONE_TTL_DAYS", 8, minimum=2, maximum=365),
             versions=VersionAttrs.from_env(env),
+            stamps=_versions(env),
             parking_queue_url=env.text("PARKING_QUEUE_URL", pattern=URL_RE, expects="the URL of the SQS parking queue"),
             write_concurrency=env.integer("WRITE_CONCURRENCY", 16, minimum=1, maximum=64),
             max_clock_skew_seconds=_clock_skew(env),

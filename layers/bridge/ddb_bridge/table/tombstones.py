@@ -1,4 +1,8 @@
-"""Tombstones: a side table of deleted keys and their delete versions, expiring by TTL."""
+"""Tombstones of one-way replication: deleted keys and their delete versions, expiring by TTL.
+
+Used by lww mode with a tombstone table and by a live backfill; the bidirectional relay keeps its own
+records (`relay.sidetable`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from typing import Any
 from ..core.codec import Image
 from ..core.settings import VersionAttrs
 from ..core.versions import Version, recorded_version
-from ..relay.echoes import marker_key
 
 TOMBSTONE_ATTRS = VersionAttrs(ts="ts", origin="origin")
 _TOMBSTONE_KEY_MAX = 1024
@@ -38,10 +41,6 @@ class Tombstones:
             "origin": {"S": version.origin},
             "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)},
         }
-
-    def marker(self, key_id: str, ident: str) -> Image:
-        """The echo marker of one item version removed or written by replication (see `echoes`)."""
-        return {**marker_key(key_id, ident), "expires_at": {"N": str(int(time.time()) + self.ttl_seconds)}}
 
     def get(self, client: Any, key_id: str) -> Version | None:
         """The delete version remembered for a key, read consistently; None when there is none."""

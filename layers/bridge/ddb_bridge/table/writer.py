@@ -4,7 +4,7 @@
 `lww` mode writes each change with a ConditionExpression so DynamoDB itself refuses anything older
 than what it holds. With a tombstone table, deletes leave a (key, version) memory and puts check it
 in the same transaction, so a late older put cannot resurrect a deleted item (docs/design.md#deletes).
-The bidirectional writer (echo markers, exact-version deletes) builds on this one: `relay.writer`.
+The bidirectional functions write through their own read-decide-write path (`relay.apply`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Outcome(StrEnum):
 
     APPLIED = "applied"
     STALE = "stale"
-    DUPLICATE = "duplicate"  # only from relay.writer.MarkedWriter: that very version was already there
+    DUPLICATE = "duplicate"  # only from relay.apply.Applier: that very version was already there
 
 
 Result = Outcome | PermanentError | RetryableError

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.canonical import BRIDGE_ATTRIBUTES
 from ..core.capacity import default_segments, describe_table, key_schema, table_capacity
 from ..core.inputs import IntField, InvalidInput, flag, input_object, run_id, whole_numbers
 from ..core.observability import MetricUnit, metrics
@@ -69,7 +68,7 @@ def _plan(values: Json, settings: VerifySettings, clients: VerifyClients) -> Jso
     if key_schema(source) != key_schema(target):
         raise InvalidInput(f"the target's keys {key_schema(target)} differ from the source's {key_schema(source)}")
     keys = {k["AttributeName"] for k in source["KeySchema"]}
-    ignore = set(values["ignoreAttributes"]) | settings.ignore_attributes | BRIDGE_ATTRIBUTES
+    ignore = set(values["ignoreAttributes"]) | settings.ignore_attributes | settings.bridge_attributes
     if ignore & keys:
         raise InvalidInput(f"ignoreAttributes names key attributes {sorted(ignore & keys)}: keys are always compared")
     store = VerifyStore(clients.source, settings.progress_table)

@@ -18,6 +18,7 @@ from ..core.settings import (
 
 VERIFY_MODES = ("ordered", "lww", "bidirectional")
 _ATTR_LIST_RE = re.compile(r"^[^,]{1,255}(,[^,]{1,255}){0,99}$")
+_ATTR_NAME_RE = re.compile(r"^.{1,255}$", re.S)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class VerifySettings:
     report_bucket: str
     report_prefix: str
     ignore_attributes: frozenset[str]
+    bridge_attribute: str
     in_flight_seconds: int
     read_concurrency: int
 
@@ -59,6 +61,9 @@ class VerifySettings:
             report_bucket=env.bucket("VERIFY_REPORT_BUCKET"),
             report_prefix=env.key_prefix("VERIFY_REPORT_PREFIX", "ddb-bridge/verify"),
             ignore_attributes=frozenset(n.strip() for n in (ignore or "").split(",") if n.strip()),
+            bridge_attribute=env.text(
+                "BRIDGE_VERSION_ATTR", default="ddbb_v", pattern=_ATTR_NAME_RE, expects="an attribute name"
+            ),
             in_flight_seconds=env.integer("VERIFY_IN_FLIGHT_SECONDS", 300, minimum=1, maximum=86400),
             read_concurrency=env.integer("VERIFY_READ_CONCURRENCY", 8, minimum=1, maximum=64),
         )
@@ -69,6 +74,12 @@ class VerifySettings:
                 "verify would compare a table with itself"
             )
         return settings
+
+
+    @property
+    def bridge_attributes(self) -> frozenset[str]:
+        """Attributes the bridge itself writes into items, never compared: its version attribute, bidirectional only."""
+        return frozenset({self.bridge_attribute}) if self.mode == "bidirectional" else frozenset()
 
 
 load_verify_settings = cached_loader(VerifySettings.from_env)

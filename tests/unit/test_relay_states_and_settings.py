@@ -1,4 +1,5 @@
-"""Echo markers' identities, the relay's filter, and the relay's and applier's settings."""
+"""Item states the bridge tells apart (digests, its own attribute, visible versions), side records, the relay's
+filter per stamp mode, and the relay's and applier's settings."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import base64
 
 import pytest
 
-from ddb_bridge.core.settings import SettingsError
+from ddb_bridge.core.settings import SettingsError, VersionAttrs
 from ddb_bridge.core.versions import Version
-from ddb_bridge.relay.echoes import digest, identity, marker_key
 from ddb_bridge.relay.settings import ApplierSettings, RelaySettings
+from ddb_bridge.relay.sidetable import LocalRecord, PeerRecord, record_key
+from ddb_bridge.relay.states import Versions, digest
 from harness.bidirectional import matches, relay_filter, relay_filter_patterns
 
 
@@ -36,13 +38,46 @@ def test_a_digest_is_the_same_for_the_written_item_and_what_the_stream_shows():
     assert digest({**written, "n": {"S": "1.5"}}) != digest(written)
 
 
-def test_an_identity_is_the_version_when_there_is_one_else_the_content():
-    image = {"pk": {"S": "a"}}
-    assert identity(Version(5, "cn-north-1"), image) == "v:5:cn-north-1"
-    assert identity(None, image) == f"u:{digest(image)}"
-    assert identity(None, None) is None
-    assert marker_key("k", "v:5:x") != marker_key("k", "v:5:y") != marker_key("k2", "v:5:x")
-    assert marker_key("k", "v:5:x")["pk"]["S"].startswith("echo#")
+BRIDGE = Versions("bridge", VersionAttrs(), "ddbb_v")
+APPLICATION = Versions("application", VersionAttrs(), "ddbb_v")
+
+
+def test_the_bridge_attribute_names_a_version_only_while_the_item_is_what_was_written():
+    # GIVEN an item written by replication with its version (client form), and the same item as the stream shows it
+    item = {"pk": {"S": "a"}, "b": {"B": b"\x00"}, "n": {"N": "1.50"}}
+    version = Version(1_796_180_270_000_001, "cn-north-1", 1100000000017454423010)
+    written = BRIDGE.mark(item, version)
+    shown = {**written, "b": {"B": "AA=="}, "n": {"N": "1.5"}}
+    # THEN the attribute is verified in either form, and names the version
+    assert BRIDGE.marked(written) == BRIDGE.marked(shown) == version
+    # AND a local UpdateItem that keeps the attribute, or a copy under another key, is not replication's write
+    assert BRIDGE.marked({**written, "n": {"N": "2"}}) is None
+    assert BRIDGE.marked({**written, "pk": {"S": "copy"}}) is None
+    assert BRIDGE.written_by_bridge(shown, None) == version
+    assert BRIDGE.written_by_bridge(shown, shown) is None  # the attribute did not change: a local write
+    # AND a local state is known by the relay's record of it, else unknown (None)
+    local = LocalRecord(Version(5, "cn-north-1", 7), False, BRIDGE.content_digest(item))
+    assert BRIDGE.visible(item, local) == Version(5, "cn-north-1", 7)
+    assert BRIDGE.visible({**item, "x": {"S": "later"}}, local) is None
+    # AND with application stamps the stamp comes first, and the bridge ignores stamps when it owns them
+    stamped = {**item, "last_update_timestamp": {"N": "1796180270866"}, "last_updater_region": {"S": "x"}}
+    assert APPLICATION.visible(stamped, LocalRecord()) == Version(1_796_180_270_866_000, "x")
+    assert BRIDGE.visible(stamped, LocalRecord()) is None
+
+
+def test_side_records_round_trip_and_keep_a_few_echo_markers():
+    peer = PeerRecord()
+    for n in range(12):
+        peer = peer.deleting(Version(100 + n, "cn-north-1", n), Version(n, "cn-north-1"))
+    peer = peer.removing_content("abc").removing_content("abc")
+    again = PeerRecord.of(peer.item("k", 60))
+    assert again == peer and again.version == Version(111, "cn-north-1", 11)
+    assert len(again.removed) == 8 and again.removed[-1] == Version(11, "cn-north-1")
+    assert again.tokens == ("abc@1", "abc@2")
+    local = LocalRecord(Version(5, "ap-southeast-1", 3), True, None).removing(Version(4, "x")).consuming("abc@1")
+    assert LocalRecord.of(local.item("k", 60)) == local and local.tombstone == Version(5, "ap-southeast-1", 3)
+    assert record_key("L#", "k") != record_key("P#", "k")
+    assert record_key("L#", "k" * 2000)["pk"]["S"].startswith("L#sha256:")
 
 
 def record(new: dict | None = None, old: dict | None = None, name: str = "MODIFY") -> dict:
@@ -54,14 +89,21 @@ def record(new: dict | None = None, old: dict | None = None, name: str = "MODIFY
     return {"eventName": name, "dynamodb": body}
 
 
-def test_the_relay_filter_passes_local_stamps_removes_and_unstamped_puts_only():
+def test_the_relay_filter_drops_only_new_items_stamped_by_the_peer_with_application_stamps():
     keep = relay_filter("cn-north-1")
     local = record({"pk": {"S": "a"}, "last_updater_region": {"S": "cn-north-1"}})
-    peer = record({"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}})
-    remove = record(None, {"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}}, "REMOVE")
+    peer_new = record({"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}}, name="INSERT")
+    stamped_old = {"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}}
+    peer_update = record(
+        {"pk": {"S": "a"}, "last_updater_region": {"S": "ap-southeast-1"}, "v": {"N": "2"}}, stamped_old
+    )
+    remove = record(None, stamped_old, "REMOVE")
     unstamped = record({"pk": {"S": "a"}})
-    assert keep([local, peer, remove, unstamped]) == [local, remove, unstamped]
-    assert not any(matches(p, peer) for p in relay_filter_patterns("cn-north-1"))
+    assert keep([local, peer_new, peer_update, remove, unstamped]) == [local, peer_update, remove, unstamped]
+    assert not any(matches(p, peer_new) for p in relay_filter_patterns("cn-north-1"))
+    # With bridge-owned stamps nothing is filtered: only code can tell replication's writes (the verified attribute)
+    assert relay_filter_patterns("cn-north-1", stamp_mode="bridge") == []
+    assert relay_filter("cn-north-1", stamp_mode="bridge")([peer_new]) == [peer_new]
 
 
 def env(**overrides: str) -> dict[str, str]:
@@ -83,7 +125,9 @@ def test_relay_settings_read_every_variable_with_defaults():
     assert settings.region_tag == "cn-north-1" and settings.peer_region == "ap-southeast-1"
     assert settings.peer_keys is not None and settings.peer_keys.parameter_name == "/ddb-bridge/peer-keys"
     assert (settings.compress, settings.pack_bytes, settings.put_attempts) == (True, 256 * 1024, 8)
+    assert (settings.stamps.mode, settings.stamps.bridge_attr) == ("bridge", "ddbb_v")  # new deployments: bridge
     assert RelaySettings.from_env(env(LOCAL_REGION_TAG="beijing")).region_tag == "beijing"
+    assert RelaySettings.from_env(env(STAMP_MODE="Application")).stamps.mode == "application"
 
 
 @pytest.mark.parametrize(
@@ -99,6 +143,8 @@ def test_relay_settings_read_every_variable_with_defaults():
         ({"MAX_CLOCK_SKEW_SECONDS": "0"}, "MAX_CLOCK_SKEW_SECONDS"),
         ({"LOG_KEYS": "encrypt"}, "LOG_KEYS"),
         ({"PEER_CREDENTIALS_PARAMETER_PREFIX": "/DDBReplication/TableCN/"}, "exclusive"),
+        ({"STAMP_MODE": "clock"}, "STAMP_MODE"),
+        ({"BRIDGE_VERSION_ATTR": "last_update_timestamp"}, "BRIDGE_VERSION_ATTR"),
     ],
 )
 def test_a_bad_relay_setting_names_the_variable(overrides, names):
