@@ -11,7 +11,8 @@ with `last_update_timestamp` and `last_updater_region` (the region tag), strictl
 per region: in integer milliseconds (`--stamp ms`, the default), or as the public China <-> Global
 sample's load_items.py stamps, `Decimal(time.time())`: seconds with every fractional digit of the float
 (`--stamp seconds`). With bridge-owned stamps the application writes no version at all (`--stamp
-none`). Items carry every attribute type, binary nested too. Point it at moto with `--endpoint-url` (or AWS_ENDPOINT_URL).
+none`). Items carry every attribute type, binary nested too. Point it at moto with `--endpoint-url` (or
+AWS_ENDPOINT_URL).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ None when the item is a local write the relay has not versioned yet.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..core.canonical import digest as canonical_digest
 from ..core.codec import Image

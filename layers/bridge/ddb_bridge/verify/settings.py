@@ -75,7 +75,6 @@ class VerifySettings:
             )
         return settings
 
-
     @property
     def bridge_attributes(self) -> frozenset[str]:
         """Attributes the bridge itself writes into items, never compared: its version attribute, bidirectional only."""
