@@ -17,12 +17,13 @@ from ddb_bridge.core.codec import encode_image, from_python
 from ddb_bridge.core.errors import RetryableError
 from ddb_bridge.core.inputs import InvalidInput
 from ddb_bridge.core.settings import SettingsError, VersionAttrs
+from ddb_bridge.core.versions import Version, encode_version
 from ddb_bridge.relay.states import digest as state_digest
 from ddb_bridge.table.writer import GUARD_MAX_CHARS, same_content
 from ddb_bridge.verify.compare import KeyReader, source_candidates
 from ddb_bridge.verify.plan import parse_input, rates
 from ddb_bridge.verify.progress import progress_of
-from ddb_bridge.verify.recheck import classify
+from ddb_bridge.verify.recheck import classify, item_version
 from ddb_bridge.verify.settings import VerifySettings
 
 ATTRS = VersionAttrs()
@@ -77,6 +78,31 @@ def test_38_digit_numbers_keep_every_digit() -> None:
     # the bridge's attribute digests the same canonical form (a shorter hash)
     assert state_digest({"n": {"N": a}}) != state_digest({"n": {"N": b}})
     assert state_digest({"n": {"N": "1.50"}}) == state_digest({"n": {"N": "1.5"}})
+
+
+def test_bidirectional_reads_the_bridges_version_when_writers_stamp_nothing() -> None:
+    def copy(body: dict[str, Any], ts_ms: int) -> dict[str, Any]:
+        version = Version(ts_ms * 1000, "ap-southeast-1", 7, 1)
+        return {**body, "ddbb_v": {"S": f"{state_digest(body)}:{encode_version(version)}"}}
+
+    local = {"pk": {"S": "k"}, "v": {"N": "1"}}
+    fresh, old = copy({"pk": {"S": "k"}, "v": {"N": "2"}}, NOW_MS - 1_000), copy(local, NOW_MS - 3_600_000)
+    assert item_version(fresh, ATTRS, "ddbb_v") == Version((NOW_MS - 1_000) * 1000, "ap-southeast-1", 7, 1)
+    assert item_version(fresh, ATTRS) is None  # one-way modes never read the bridge's attribute
+    # a local write that kept a replicated copy's attribute shows no version (its digest no longer matches)
+    assert item_version({**fresh, "v": {"N": "3"}}, ATTRS, "ddbb_v") is None
+    assert item_version({**local, "ddbb_v": {"S": "garbage"}}, ATTRS, "ddbb_v") is None
+
+    def judge(s: Any, t: Any) -> str:
+        first = {"source": digest(s), "target": digest(t)}
+        return classify(
+            first, s, t, mode="bidirectional", attrs=ATTRS, ignore=("ddbb_v",), now_ms=NOW_MS,
+            in_flight_ms=300_000, bridge_attr="ddbb_v",
+        ).kind  # fmt: skip
+
+    assert judge(local, fresh) == "inFlight"  # the target's newer copy was written a second ago
+    assert judge(local, old) == "settled"  # equal but for the bridge's attribute
+    assert judge({**local, "v": {"N": "9"}}, old) == "different"  # an hour-old version not replicated back
 
 
 def test_ignored_attributes_are_left_out() -> None:

@@ -23,7 +23,7 @@ from ..core.canonical import digest, same_item
 from ..core.capacity import RateLimiter
 from ..core.codec import Image, decode_image
 from ..core.settings import VersionAttrs
-from ..core.versions import Version, version_of
+from ..core.versions import Version, decode_version, version_of
 from .clients import Json, VerifyClients
 from .compare import BATCH_GET_MAX, KeyReader, ReadStats, key_names, ref
 from .progress import CLASSES, LEASE_MARGIN_S, VerifyStore, part
@@ -44,6 +44,25 @@ def _version(v: Version | None) -> list[Any] | None:
     return [v.ts, v.origin] if v is not None else None
 
 
+def item_version(image: Image | None, attrs: VersionAttrs, bridge_attr: str | None = None) -> Version | None:
+    """The version an item shows: its writers' stamp, else (bidirectional) the bridge's own attribute.
+
+    The attribute holds `<digest>:<version>`; it counts only while the digest matches the rest of the item
+    (a local write that kept the attribute of a replicated copy shows no version).
+    """
+    version = version_of(image, attrs)
+    if version is not None or not bridge_attr or not image:
+        return version
+    raw = image.get(bridge_attr)
+    text = raw.get("S") if isinstance(raw, dict) else None
+    if not isinstance(text, str) or ":" not in text:
+        return None
+    expected, _, encoded = text.partition(":")
+    if digest(image, ignore=(bridge_attr,), size=12) != expected:
+        return None
+    return decode_version(encoded)
+
+
 def classify(
     first: Json,
     source: Image | None,
@@ -54,6 +73,7 @@ def classify(
     ignore: Collection[str],
     now_ms: int,
     in_flight_ms: int,
+    bridge_attr: str | None = None,
 ) -> Verdict:
     """Judge one difference from its first reading (`first`: digests) and both sides read again now."""
     if same_item(source, target, ignore):
@@ -67,7 +87,7 @@ def classify(
     kind = "missing" if target is None else "extra" if source is None else "different"
     if mode == "ordered":
         return Verdict(kind, "unchanged after the recheck delay")
-    vs, vt = version_of(source, attrs), version_of(target, attrs)
+    vs, vt = item_version(source, attrs, bridge_attr), item_version(target, attrs, bridge_attr)
     sides = [("source", vs, vt)] if mode == "lww" else [("source", vs, vt), ("target", vt, vs)]
     for name, newer, older in sides:
         if newer is not None and (older is None or newer > older):
@@ -82,11 +102,11 @@ def classify(
     return Verdict(kind, "unchanged after the recheck delay, no version to order the two sides")
 
 
-def side_of(image: Image | None, attrs: VersionAttrs) -> Json | None:
+def side_of(image: Image | None, attrs: VersionAttrs, bridge_attr: str | None = None) -> Json | None:
     """What the report says of one side: its digest and version (never its values)."""
     if image is None:
         return None
-    return {"digest": digest(image), "version": _version(version_of(image, attrs))}
+    return {"digest": digest(image), "version": _version(item_version(image, attrs, bridge_attr))}
 
 
 def read_both(
@@ -138,6 +158,7 @@ def recheck_segment(
     cursor = int(checkpoint.get("cursor", 0))
     files = Parts(clients.s3, settings.report_bucket, settings.report_prefix, verify_id)
     ignore = frozenset(state.get("ignore") or ())
+    bridge_attr = next(iter(settings.bridge_attributes), None)
     names = key_names(state, clients.source, settings.source_table)
     stats = ReadStats()
     try:
@@ -165,6 +186,7 @@ def recheck_segment(
                             ignore=ignore,
                             now_ms=now_ms,
                             in_flight_ms=settings.in_flight_seconds * 1000,
+                            bridge_attr=bridge_attr,
                         )
                         counts[verdict.kind] += 1
                         if verdict.kind == "settled":
@@ -174,8 +196,8 @@ def recheck_segment(
                             "class": verdict.kind,
                             "pass": side,
                             "why": verdict.why,
-                            "source": side_of(s, settings.versions),
-                            "target": side_of(t, settings.versions),
+                            "source": side_of(s, settings.versions, bridge_attr),
+                            "target": side_of(t, settings.versions, bridge_attr),
                         }
                         out.append(result)
                         add_samples(samples, result, int(state.get("sampleSize", 10)))
