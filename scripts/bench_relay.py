@@ -447,7 +447,7 @@ def measure(
         took = seconds[design.name]
         inside = design.functions.wall
 
-        def ms(value: float) -> float:
+        def ms(value: float, writes: int = writes) -> float:
             return round(value * 1000 / writes, 3)
 
         out[design.name] = {
@@ -587,7 +587,9 @@ def ratios(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | No
     per_ours, per_sample = mine["per_change"]["total"], theirs["per_change"]["total"]
     return {
         "changes_per_second": ratio(mine["changes_per_second"], theirs["changes_per_second"]),
-        "function_changes_per_second": ratio(mine["function_changes_per_second"], theirs["function_changes_per_second"]),
+        "function_changes_per_second": ratio(
+            mine["function_changes_per_second"], theirs["function_changes_per_second"]
+        ),
         "changes_per_second_moto_in_process": ratio(
             mine["moto_in_process"]["changes_per_second"], theirs["moto_in_process"]["changes_per_second"]
         ),
@@ -672,11 +674,7 @@ if __name__ == "__main__":
     print(json.dumps(figures, indent=2))
     sys.exit(
         0
-        if all(
-            figures[name][part]["mismatches"] == 0
-            for name in ("ours", "ours_bridge")
-            for part in ("convergence",)
-        )
+        if all(figures[name][part]["mismatches"] == 0 for name in ("ours", "ours_bridge") for part in ("convergence",))
         and all(figures[name]["moto_in_process"]["convergence"]["mismatches"] == 0 for name in ("ours", "ours_bridge"))
         else 1
     )

@@ -104,7 +104,7 @@ class Store:
             self.requests += 1
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """fn over items, concurrently when there are several (inline inside a pool thread: no nested waits)."""
+        """`fn` of every item, concurrently when there are several (inline in a pool thread: no nested waits)."""
         if len(items) <= 1 or self.concurrency <= 1 or getattr(_worker, "active", False):
             return [fn(item) for item in items]
         if self.pool is not None:

@@ -71,6 +71,7 @@ class WireChange:
     image: dict[str, Any] | None
     version: Version
     approx_ms: int
+    item: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # the image decoded (client form)
 
     def to_json(self) -> dict[str, Any]:
         """The change's entry in a pack."""
@@ -101,10 +102,11 @@ class WireChange:
             if op not in ("P", "D"):
                 raise MalformedPack("op must be P or D")
             image = entry.get("i")
+            item = None
             if op == "P":
                 if not isinstance(image, dict):
                     raise MalformedPack("a put without its image")
-                validate.image(image, keys)  # every type tag, number, base64 value, size, and the key
+                item = validate.image(image, keys)  # every type tag, number, base64 value, size, and the key
             elif "i" in entry:
                 raise MalformedPack("a delete with an image")
             ts, origin = entry.get("t"), entry.get("r")
@@ -122,7 +124,7 @@ class WireChange:
             approx = entry.get("a", 0)
             if isinstance(approx, bool) or not isinstance(approx, int) or not 0 <= approx < MAX_APPROX_MS:
                 raise MalformedPack("a must be a whole number of milliseconds")
-            return cls(ident, keys, op, image if op == "P" else None, version, approx)
+            return cls(ident, keys, op, image if op == "P" else None, version, approx, item)
         except validate.InvalidValue as exc:
             raise MalformedPack(f"a change DynamoDB would refuse: {exc}") from exc
         except (KeyError, TypeError, ValueError, MalformedImage) as exc:
