@@ -21,6 +21,12 @@ fast path sizes the item once, after its last attribute, and refuses it with the
 grow as attributes are added, so the whole item is over the limit iff some prefix of it was. Later
 changes to a stored item (UpdateItem) keep moto's own check. `tests/unit/test_moto_speed.py` checks the
 stored items and the refusals against the stock code. `MOTO_STOCK_SERIALIZER=1` turns this off too.
+
+Third, the same model walk on the way in: moto parses every request body through its generic parser,
+which for an AttributeValue visits the ten members of the shape for every attribute (~0.3 ms of an item
+written in a BatchWriteItem). The fast path converts the one member that is there as the stock parser
+does (blob: base64-decoded bytes; sets and lists: new lists; maps: new dicts; strings, numbers and flags
+as they are) and hands anything else back (the tests compare both parsers' output).
 """
 
 from __future__ import annotations
@@ -103,7 +109,55 @@ def install() -> None:
 
         BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
         _install_item_sizing()
+        _install_request_parsing()
         _installed = True
+
+
+def parsed(value: Any, blob: Any) -> Any:
+    """One AttributeValue of a request as moto's JSON parser gives it (blob: its blob parser), or _Unknown."""
+    if type(value) is not dict or len(value) != 1:
+        raise _Unknown
+    ((kind, inner),) = value.items()
+    if inner is None:
+        raise _Unknown
+    if kind in _SCALARS or kind in _FLAGS:
+        return {kind: inner}
+    if kind == "B":
+        return {"B": blob(inner)}
+    if kind == "M":
+        if type(inner) is not dict:
+            raise _Unknown
+        return {"M": {k: parsed(v, blob) for k, v in inner.items()}}
+    if kind == "L":
+        if type(inner) is not list:
+            raise _Unknown
+        return {"L": [parsed(v, blob) for v in inner]}
+    if kind in _SETS:
+        if type(inner) is not list:
+            raise _Unknown
+        return {kind: list(inner)}
+    if kind == "BS":
+        if type(inner) is not list:
+            raise _Unknown
+        return {"BS": [blob(v) for v in inner]}
+    raise _Unknown
+
+
+def _install_request_parsing() -> None:
+    """Parse a request's AttributeValues without visiting every member of the shape (module docstring)."""
+    from moto.core.parse import BaseJSONParser
+
+    stock = BaseJSONParser._parse_structure
+
+    def parse_structure(self: Any, shape: Any, value: Any) -> Any:
+        if _fast and shape.name == "AttributeValue" and self.MAP_TYPE is dict:
+            try:
+                return parsed(value, self._blob_parser)
+            except _Unknown:
+                pass
+        return stock(self, shape, value)
+
+    BaseJSONParser._parse_structure = parse_structure  # type: ignore[method-assign]
 
 
 def _install_item_sizing() -> None:
