@@ -175,6 +175,8 @@ class Store:
                     return dict.fromkeys((w.owner for w in pending), error)
                 self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
                 continue
+            if not left:
+                return {}
             unprocessed = {json.dumps(r, sort_keys=True, default=_hex) for reqs in left.values() for r in reqs}
             pending = [w for w in pending if json.dumps(w.request, sort_keys=True, default=_hex) in unprocessed]
             if not pending:
