@@ -221,10 +221,10 @@ def naive_trust_the_attribute(states: Any) -> Callable[..., Any]:
 def naive_echo_by_what_was_removed(stream_relay: Any) -> Callable[..., Any]:
     is_echo = stream_relay._Walker._is_echo
 
-    def _is_echo(self: Any, old: Any, removed: Any, local: Any, peer: Any, consumed: Any) -> Any:
+    def _is_echo(self: Any, old: Any, removed: Any, local: Any, peer: Any, consumed: Any, seq: Any) -> Any:
         if self.stamps.marked(old) is not None:
             return True, None  # "replication wrote what was removed, so replication removed it"
-        return is_echo(self, old, removed, local, peer, consumed)
+        return is_echo(self, old, removed, local, peer, consumed, seq)
 
     return _is_echo
 
