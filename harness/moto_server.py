@@ -102,8 +102,10 @@ def start(port: int | None = None) -> LocalAws:
     return aws
 
 
-def start_process(port: int | None = None, *, timeout_s: float = 60.0) -> LocalAws:
+def start_process(port: int | None = None, *, timeout_s: float = 60.0, round_trip_ms: float = 0.0) -> LocalAws:
     """Start moto in a process of its own and point this process's boto3 at it.
+
+    `round_trip_ms`: every AWS request waits that long first, as over a network (`moto_process`).
 
     The server gets its own interpreter and core, as AWS's service is not on the caller's CPU. Functions
     deployed through `harness.lambda_bridge` still run in this process, which serves their invocations to
@@ -118,7 +120,11 @@ def start_process(port: int | None = None, *, timeout_s: float = 60.0) -> LocalA
     child = subprocess.Popen(
         [sys.executable, "-m", "harness.moto_process", str(port), host_url],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "layers" / "bridge")])},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(root), str(root / "layers" / "bridge")]),
+            "MOTO_ROUND_TRIP_MS": str(round_trip_ms),
+        },
         stdin=subprocess.PIPE,  # the child stops when this pipe closes: it never outlives this process
     )
     endpoint = f"http://127.0.0.1:{port}"
@@ -149,13 +155,13 @@ def start_process(port: int | None = None, *, timeout_s: float = 60.0) -> LocalA
 
 
 @contextmanager
-def running(*, own_process: bool) -> Iterator[LocalAws]:
-    """A moto server for the block, in its own process or in this one.
+def running(*, own_process: bool, round_trip_ms: float = 0.0) -> Iterator[LocalAws]:
+    """A moto server for the block, in its own process (requests delayed by `round_trip_ms`) or in this one.
 
     Afterwards the environment points at whatever server it pointed at before.
     """
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "MOTO_PORT")}
-    aws = start_process() if own_process else start()
+    aws = start_process(round_trip_ms=round_trip_ms) if own_process else start()
     try:
         yield aws
     finally:

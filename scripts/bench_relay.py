@@ -61,6 +61,7 @@ from harness.world import canonical_key, create_table  # noqa: E402
 CHANGES = int(os.environ.get("BENCH_RELAY_CHANGES", "2000"))
 ROUNDS = int(os.environ.get("BENCH_RELAY_ROUNDS", "4"))
 HOSTILE_CHANGES = int(os.environ.get("BENCH_RELAY_HOSTILE_CHANGES", "400"))
+ROUND_TRIP_MS = float(os.environ.get("BENCH_RELAY_ROUND_TRIP_MS", "3"))  # 0: no pass with a modelled round trip
 CONFLICTS = 0.2
 TIES = 0.25  # share of conflicting pairs stamped in the very same millisecond
 KEY_SCHEMA = [("pk", "S"), ("sk", "N")]
@@ -297,6 +298,34 @@ class Design:
     table: str
     counters: Callable[[], dict[str, Any]]
     stamped: bool = True  # its writers stamp (the sample, ours with application stamps)
+    functions: Clock = field(default_factory=lambda: Clock())  # time inside the relay and applier handlers
+
+    def time_functions(self) -> None:
+        """Time every invocation of the design's functions (both regions, relay and applier)."""
+        for side in self.world.sides:
+            for poller in (side.stream_poller, side.kinesis_poller):
+                poller.handler = self.functions.timing(poller.handler)
+
+
+class Clock:
+    """Wall and CPU time (this process, every thread) spent inside the calls it wraps."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def timing(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """The handler, timed."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.monotonic(), time.process_time()
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                self.wall += time.monotonic() - wall
+                self.cpu += time.process_time() - cpu
+
+        return timed
 
 
 def ours(name: str, delivery: Delivery, meter: Meter, stamp_mode: str = "application") -> Design:
@@ -318,6 +347,7 @@ def ours(name: str, delivery: Delivery, meter: Meter, stamp_mode: str = "applica
             return client
 
         peer.client_factory = metered
+        peer.client()  # warm, as the sample's clients are: the cold start (key fetch, client build) is not timed
 
     def counters() -> dict[str, Any]:
         relays = [r for s in world.sides for r in s.relay_reports]
@@ -371,22 +401,41 @@ def sample(name: str, delivery: Delivery, meter: Meter) -> Design:
     return Design("sample", world, world.name, counters)
 
 
-def measure(designs: list[tuple[Design, Meter]], work: Plan) -> dict[str, dict[str, Any]]:
+def server_cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of moto's own process so far; 0 when moto runs in this process."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    designs: list[tuple[Design, Meter]], work: Plan, server_pid: int | None = None
+) -> dict[str, dict[str, Any]]:
     """Write the plan round by round into both regions of every design, replicating each round.
 
     The designs take turns round by round (the first one alternates), so a change in the machine's
-    load falls on both alike. Figures are per application write.
+    load falls on both alike. Figures are per application write. Time is split into the functions'
+    (inside the relay and applier handlers: what Lambda runs) and the event sources' (the harness
+    polling streams and building events: Lambda's pollers on AWS), CPU into this process's and, when
+    moto runs in its own process, moto's.
     """
     clients = {"a": boto3.client("dynamodb", region_name=REGION_A), "b": boto3.client("dynamodb", region_name=REGION_B)}
     stamps = {d.name: {"a": Stamps(), "b": Stamps()} for d, _ in designs}
     seconds = dict.fromkeys(stamps, 0.0)
+    client_cpu = dict.fromkeys(stamps, 0.0)
+    server_cpu = dict.fromkeys(stamps, 0.0)
+    for design, _ in designs:
+        design.time_functions()
     for number, ops in enumerate(work.rounds):
         for design, _ in designs if number % 2 == 0 else list(reversed(designs)):
             tags = {"a": design.world.a.tag, "b": design.world.b.tag}
             write_round(ops, clients, tags, design.table, stamps[design.name], stamped=design.stamped)
-            started = time.monotonic()
+            started, cpu, server = time.monotonic(), time.process_time(), server_cpu_seconds(server_pid)
             design.world.drain(max_polls=100_000)
             seconds[design.name] += time.monotonic() - started
+            client_cpu[design.name] += time.process_time() - cpu
+            server_cpu[design.name] += server_cpu_seconds(server_pid) - server
     out: dict[str, dict[str, Any]] = {}
     for design, meter in designs:
         a_items = {k: canonical_item(v) for k, v in scan(REGION_A, design.table).items()}
@@ -397,12 +446,26 @@ def measure(designs: list[tuple[Design, Meter]], work: Plan) -> dict[str, dict[s
         total.add(relay)
         total.add(applier)
         took = seconds[design.name]
+        inside = design.functions.wall
+
+        def ms(value: float, writes: int = writes) -> float:
+            return round(value * 1000 / writes, 3)
+
         out[design.name] = {
             "per_change": {"relay": relay.per(writes), "applier": applier.per(writes), "total": total.per(writes)},
             "write_units_by_table": dict(total.write_units_by_table),
             "requests_by_operation": dict(total.requests),
             "changes_per_second": round(writes / took, 1) if took else 0.0,
+            "function_changes_per_second": round(writes / inside, 1) if inside else 0.0,
             "replication_seconds": round(took, 2),
+            "ms_per_change": {
+                "wall": ms(took),
+                "functions": ms(inside),
+                "event_sources": ms(took - inside),
+                "functions_cpu": ms(design.functions.cpu),
+                "this_process_cpu": ms(client_cpu[design.name]),
+                "moto_process_cpu": ms(server_cpu[design.name]) if server_pid is not None else None,
+            },
             "counters": design.counters(),
             "convergence": compare(a_items, b_items),
         }
@@ -497,15 +560,31 @@ def moto_costs(repeat: int = 9) -> dict[str, float]:
     }
 
 
-def _build(make: Callable[[str, Delivery, Meter], Design], prefix: str, hostile: bool = False) -> tuple[Design, Meter]:
-    """A design with its meter; hostile: PutRecords partial failures, late, duplicated and shuffled records."""
+class Unmetered(Meter):
+    """A meter that watches nothing: the timed pass carries no billing work in the functions' threads."""
+
+    def watch_dynamodb(self, client: Any, role: str) -> None:
+        """Nothing."""
+
+    def watch_kinesis(self, client: Any, role: str) -> None:
+        """Nothing."""
+
+
+def _build(
+    make: Callable[[str, Delivery, Meter], Design], prefix: str, hostile: bool = False, *, metered: bool = True
+) -> tuple[Design, Meter]:
+    """A design with its meter; hostile: PutRecords partial failures, late, duplicated and shuffled records.
+
+    `metered`: bill every call, reading stored items' sizes from moto's memory (moto in this process);
+    otherwise nothing is billed (the pass is timed, its units are not reported).
+    """
     batch = 500 if make is sample else 1000  # the relay's stream batch: ours as the template, the sample's 500
     delivery = (
         Delivery(rng=random.Random(3), put_fail_rate=0.002, duplicate=0.03, delay=0.03, reorder=True, batch_size=batch)
         if hostile
         else Delivery(batch_size=batch)
     )
-    meter = Meter(moto_sizer())
+    meter = Meter(moto_sizer()) if metered else Unmetered()
     return make(f"{prefix}-{make.__name__}", delivery, meter), meter
 
 
@@ -519,6 +598,29 @@ def ratios(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | No
     per_ours, per_sample = mine["per_change"]["total"], theirs["per_change"]["total"]
     return {
         "changes_per_second": ratio(mine["changes_per_second"], theirs["changes_per_second"]),
+        "function_changes_per_second": ratio(
+            mine["function_changes_per_second"], theirs["function_changes_per_second"]
+        ),
+        "changes_per_second_moto_in_process": ratio(
+            mine["moto_in_process"]["changes_per_second"], theirs["moto_in_process"]["changes_per_second"]
+        ),
+        "function_changes_per_second_moto_in_process": ratio(
+            mine["moto_in_process"]["function_changes_per_second"],
+            theirs["moto_in_process"]["function_changes_per_second"],
+        ),
+        **(
+            {
+                "changes_per_second_with_round_trip": ratio(
+                    mine["with_round_trip"]["changes_per_second"], theirs["with_round_trip"]["changes_per_second"]
+                ),
+                "function_changes_per_second_with_round_trip": ratio(
+                    mine["with_round_trip"]["function_changes_per_second"],
+                    theirs["with_round_trip"]["function_changes_per_second"],
+                ),
+            }
+            if "with_round_trip" in mine
+            else {}
+        ),
         "billed_write_units_per_change": ratio(per_ours["billed_write_units"], per_sample["billed_write_units"]),
         "billed_read_units_per_change": ratio(per_ours["billed_read_units"], per_sample["billed_read_units"]),
         "requests_per_change": ratio(per_ours["requests"], per_sample["requests"]),
@@ -530,24 +632,52 @@ def ratios(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | No
     }
 
 
+SPEED_FIELDS = ("changes_per_second", "function_changes_per_second", "replication_seconds", "ms_per_change")
+
+
 def run(changes: int = CHANGES) -> dict[str, Any]:
-    """Both designs on the same workload, then under hostile delivery; the figures and ours/sample ratios."""
-    own = None if os.environ.get("AWS_ENDPOINT_URL") else moto_server.start()
-    try:
-        work = plan(changes)
-        designs = [_build(ours, "bench-relay"), _build(ours_bridge, "bench-relay"), _build(sample, "bench-relay")]
-        results: dict[str, Any] = dict(measure(designs, work))
+    """Every design on the same workload twice (moto in its own process, then in this one), then under hostile delivery.
+
+    The fair pass runs moto in its own process (moto's CPU is not the functions', as AWS's service is
+    not): its speed and convergence are the headline. Another runs moto in this process, where the meter
+    reads the sizes of stored items from moto's memory: the billed units come from it, and its speed shows
+    what sharing the interpreter with the emulator imposes. With BENCH_RELAY_ROUND_TRIP_MS (default 3),
+    a first pass holds every request that long in moto's process, as a network round trip would.
+    """
+    work = plan(changes)
+    round_trip: dict[str, dict[str, Any]] = {}
+    if ROUND_TRIP_MS > 0:
+        with moto_server.running(own_process=True, round_trip_ms=ROUND_TRIP_MS) as aws:
+            designs = [_build(m, "bench-relay-rtt", metered=False) for m in (ours, ours_bridge, sample)]
+            round_trip = measure(designs, work, aws.pid)
+    with moto_server.running(own_process=True) as aws:
+        designs = [_build(m, "bench-relay", metered=False) for m in (ours, ours_bridge, sample)]
+        fair = measure(designs, work, aws.pid)
         hostile_work = plan(HOSTILE_CHANGES, rounds=2, seed=12)
-        hostile_designs = [_build(m, "bench-hostile", True) for m in (ours, ours_bridge, sample)]
+        hostile_designs = [_build(m, "bench-hostile", True, metered=False) for m in (ours, ours_bridge, sample)]
         hostile = {name: figures["convergence"] for name, figures in measure(hostile_designs, hostile_work).items()}
+        costs_own = moto_costs()
+    with moto_server.running(own_process=False):
+        inline = measure([_build(m, "bench-relay-inline") for m in (ours, ours_bridge, sample)], work)
         costs = moto_costs()
-    finally:
-        if own is not None:
-            own.stop()
+    results: dict[str, Any] = {}
+    for name, billed in inline.items():
+        results[name] = {
+            **{k: v for k, v in billed.items() if k not in SPEED_FIELDS and k != "convergence"},
+            **{k: fair[name][k] for k in SPEED_FIELDS},
+            "convergence": fair[name]["convergence"],
+            "moto_in_process": {**{k: billed[k] for k in SPEED_FIELDS}, "convergence": billed["convergence"]},
+        }
+        if round_trip:
+            results[name]["with_round_trip"] = {
+                "round_trip_ms": ROUND_TRIP_MS,
+                **{k: round_trip[name][k] for k in SPEED_FIELDS},
+                "convergence": round_trip[name]["convergence"],
+            }
     results["ratios"] = ratios(results["ours"], results["sample"])
     results["ratios_bridge"] = ratios(results["ours_bridge"], results["sample"])
     results["hostile_delivery_convergence"] = hostile
-    results["moto_ms_per_request"] = costs
+    results["moto_ms_per_request"] = {"moto_in_process": costs, "moto_own_process": costs_own}
     results["workload"] = {
         "writes": work.writes,
         "puts_new": work.count("put"),
@@ -560,9 +690,15 @@ def run(changes: int = CHANGES) -> dict[str, Any]:
         "hostile_delivery_writes": hostile_work.writes,
     }
     results["how"] = (
-        "moto over HTTP in this process (shares the interpreter with the functions); per application write; "
-        "units from harness/billing.py (a cancelled transaction billed for its prepare phase; "
-        "billed_write_units_range: cancellations free .. billed in full)"
+        "per application write. Speed and convergence: moto in its own process (its CPU is not the functions', "
+        "as on AWS), the functions and the event sources (the harness's Lambda pollers) in this one, warm; "
+        "changes_per_second end to end (event sources included), function_changes_per_second inside the relay "
+        "and applier handlers only; ms_per_change splits the time (moto_process_cpu: moto's own CPU). "
+        "moto_in_process: the same workload with moto sharing this interpreter. with_round_trip: moto in its own "
+        "process holding every request round_trip_ms first (a network round trip, overlapped by concurrent "
+        "requests, no CPU), as AWS's latency. Units from harness/billing.py "
+        "in the moto_in_process pass (its meter reads stored items' sizes from moto's memory; a cancelled "
+        "transaction billed for its prepare phase; billed_write_units_range: cancellations free .. billed in full)"
     )
     return results
 
@@ -574,8 +710,12 @@ if __name__ == "__main__":
     with contextlib.redirect_stdout(sys.stderr):  # the functions' cold-start metric lines go to stderr
         figures = run()
     print(json.dumps(figures, indent=2))
-    sys.exit(
-        0
-        if figures["ours"]["convergence"]["mismatches"] == figures["ours_bridge"]["convergence"]["mismatches"] == 0
-        else 1
-    )
+    converged = [figures["hostile_delivery_convergence"][name] for name in ("ours", "ours_bridge")]
+    for name in ("ours", "ours_bridge"):
+        converged.append(figures[name]["convergence"])
+        converged += [
+            figures[name][part]["convergence"]
+            for part in ("moto_in_process", "with_round_trip")
+            if part in figures[name]
+        ]
+    sys.exit(0 if all(c["mismatches"] == 0 for c in converged) else 1)

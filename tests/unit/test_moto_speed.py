@@ -1,15 +1,20 @@
-"""harness.moto_speed: moto's responses are the same, byte for byte, with the fast path and without it."""
+"""harness.moto_speed: moto's responses and stored items are the same with the fast paths and without them."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 from typing import Any
 
 import boto3
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moto.core.parse import JSONParser
 from moto.core.serialize import XFormedAttributePicker, get_serializer_class
 from moto.core.utils import get_service_model
+from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.responses import DynamoResult
 
@@ -107,3 +112,66 @@ def test_the_fast_path_is_what_the_server_uses_and_reads_items_back_exactly(aws:
         slow = client.scan(TableName="t")["Items"]
     assert fast == slow
     assert fast[0]["b"] == {"B": b"\x00\xff"} and fast[0]["m"]["M"]["l"]["L"][0] == {"S": "é"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(items)
+def test_items_are_stored_as_moto_stores_them_with_one_size_check(wire_item: dict[str, Any]) -> None:
+    fast = Item(DynamoType({"S": "key"}), None, wire_item)
+    with moto_speed.stock():
+        slow = Item(DynamoType({"S": "key"}), None, wire_item)
+    assert type(fast.attrs) is type(slow.attrs)
+    assert fast == slow and list(fast.attrs) == list(slow.attrs)
+    assert fast.to_json() == slow.to_json()
+
+
+@pytest.mark.parametrize("filler", [404_900, 405_100])
+def test_an_item_over_moto_s_limit_is_refused_the_same_way(filler: int) -> None:
+    attrs = {"pk": {"S": "key"}, "a": {"S": "x" * (filler // 2)}, "b": {"S": "y" * (filler - filler // 2)}}
+    outcomes = []
+    for stock in (False, True):
+        with moto_speed.stock() if stock else contextlib.nullcontext():
+            try:
+                Item(DynamoType({"S": "key"}), None, attrs)
+                outcomes.append("stored")
+            except ItemSizeTooLarge:
+                outcomes.append("refused")
+    assert outcomes[0] == outcomes[1] == ("stored" if filler < 405_000 else "refused")
+
+
+def parsed_request(operation: str, body: dict[str, Any]) -> Any:
+    """What moto's JSON parser makes of a request body (the AttributeValues in it included)."""
+    parser = JSONParser(SERVICE.operation_model(operation))
+    return parser.parse(
+        {
+            "method": "POST",
+            "values": {},
+            "headers": {},
+            "body": json.dumps(body).encode(),
+            "url_path": "/",
+            "url_params": {},
+        }
+    )  # type: ignore[typeddict-item]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(items, min_size=1, max_size=4))
+def test_requests_are_parsed_as_moto_parses_them(wire_items: list[dict[str, Any]]) -> None:
+    body = {"RequestItems": {"t": [{"PutRequest": {"Item": item}} for item in wire_items]}}
+    fast = parsed_request("BatchWriteItem", body)
+    with moto_speed.stock():
+        slow = parsed_request("BatchWriteItem", body)
+    assert fast == slow
+    put = {"TableName": "t", "Item": wire_items[0], "ExpressionAttributeValues": {":v": wire_items[0]["pk"]}}
+    fast = parsed_request("PutItem", put)
+    with moto_speed.stock():
+        assert fast == parsed_request("PutItem", put)
+
+
+def test_odd_attribute_values_go_to_moto_s_own_parser() -> None:
+    odd = {"two": {"S": "a", "N": "1"}, "none": {"S": None}, "unknown": {"X": "1"}, "b": {"B": "AP8="}}
+    body = {"TableName": "t", "Item": {"pk": {"S": "k"}, **odd}}
+    fast = parsed_request("PutItem", body)
+    with moto_speed.stock():
+        assert fast == parsed_request("PutItem", body)
+    assert fast["Item"]["b"] == {"B": b"\x00\xff"}

@@ -65,18 +65,15 @@ def from_stream_record(record: dict[str, Any], attrs: VersionAttrs, *, origin: s
         validate.key(wire_keys)
         identity = key_id(wire_keys)
         key = decode_image(wire_keys)
-        if "OldImage" in body:
-            validate.image(body["OldImage"], wire_keys)
+        old = validate.image(body["OldImage"], wire_keys) if "OldImage" in body else None
         if event_name in ("INSERT", "MODIFY"):
             if "NewImage" not in body:
                 raise MalformedImage(
                     "INSERT/MODIFY without NewImage: the stream must use NEW_IMAGE or NEW_AND_OLD_IMAGES"
                 )
-            validate.image(body["NewImage"], wire_keys)
-            item = decode_image(body["NewImage"])
+            item = validate.image(body["NewImage"], wire_keys)
             return Change(identity, key, Op.PUT, item, version_of(item, attrs), seq, approx_ms, False, record)
         if event_name == "REMOVE":
-            old = decode_image(body["OldImage"]) if "OldImage" in body else None
             identity_type = (record.get("userIdentity") or {}).get("type")
             return Change(
                 identity,

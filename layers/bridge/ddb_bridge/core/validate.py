@@ -20,7 +20,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from .codec import MAX_ITEM_BYTES, decode_image, item_size
+from .codec import MAX_ITEM_BYTES, Image, decode_image, item_size
 
 MAX_DEPTH = 32
 MAX_NAME_BYTES = 65535
@@ -176,8 +176,11 @@ def key(keys: Any) -> None:
             raise InvalidValue(f"key attribute {label}: {size} bytes, over DynamoDB's {MAX_PARTITION_KEY_BYTES}")
 
 
-def image(item: Any, keys: dict[str, Any] | None = None) -> None:
-    """A whole item (NewImage, OldImage, a pack's image); with `keys`, it must hold exactly those key values."""
+def image(item: Any, keys: dict[str, Any] | None = None) -> Image:
+    """A whole item (NewImage, OldImage, a pack's image); with `keys`, it must hold exactly those key values.
+
+    Returns it in the client's form (binary as bytes), decoded once for the size check and the caller.
+    """
     if not isinstance(item, dict):
         raise InvalidValue("an image must be an object of attribute values")
     for position, (name, attribute) in enumerate(item.items()):
@@ -186,6 +189,8 @@ def image(item: Any, keys: dict[str, Any] | None = None) -> None:
         for name, attribute in keys.items():
             if item.get(name) != attribute:
                 raise InvalidValue(f"the image does not hold the record's key attribute {_name(name, 0)}")
-    size = item_size(decode_image(item))
+    decoded = decode_image(item)
+    size = item_size(decoded)
     if size > MAX_ITEM_BYTES:
         raise InvalidValue(f"item is {size} bytes, over DynamoDB's {MAX_ITEM_BYTES} limit", "ItemTooLarge")
+    return decoded

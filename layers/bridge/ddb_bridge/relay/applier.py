@@ -90,7 +90,7 @@ def changes_of(pack: Pack, record: dict[str, Any]) -> list[Change]:
     for wire in pack.changes:
         try:
             key = decode_image(wire.keys)
-            item = decode_image(wire.image) if wire.image is not None else None
+            item = wire.item if wire.item is not None or wire.image is None else decode_image(wire.image)
         except MalformedImage as exc:
             raise PermanentError("MalformedRecord", f"bad change in pack: {exc}") from exc
         op = Op.PUT if wire.op == "P" else Op.DELETE

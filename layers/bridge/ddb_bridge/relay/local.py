@@ -1,7 +1,8 @@
 """A region's own table and side table as the bidirectional functions read and write them: batched, concurrent.
 
 Reads are consistent `BatchGetItem` calls of up to 100 keys (both tables in one request); writes are
-`BatchWriteItem` calls of up to 25 items; the calls of one step go out concurrently (`WRITE_CONCURRENCY`),
+`BatchWriteItem` calls of up to 25 items; the calls of one step go out concurrently (`WRITE_CONCURRENCY`, on a
+thread pool kept for the warm runtime: starting threads at every step cost more than the calls it overlapped),
 unprocessed keys and items are sent again with exponential backoff and full jitter, and a call refused
 as a whole (one item DynamoDB cannot take) is split until only the item at fault is refused, so one bad
 change never fails its neighbours. No transaction anywhere. Conditional single-item writes serve the
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -32,6 +33,13 @@ from .states import Versions
 
 BATCH_GET_MAX = 100
 BATCH_WRITE_MAX = 25
+T = TypeVar("T")
+R = TypeVar("R")
+_worker = threading.local()  # set in the pool's threads: a job that needs the pool runs its calls inline
+
+
+def _mark_worker() -> None:
+    _worker.active = True
 
 
 class LocalTableSettings(Protocol):
@@ -87,6 +95,7 @@ class Store:
     concurrency: int
     sleep: Callable[[float], None] = time.sleep
     rounds: int = 8
+    pool: ThreadPoolExecutor | None = None  # the warm runtime's; None: a pool per step
     requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,8 +103,14 @@ class Store:
         with self._lock:
             self.requests += 1
 
-    def _pool(self, jobs: int) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, jobs)))
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`fn` of every item, concurrently when there are several (inline in a pool thread: no nested waits)."""
+        if len(items) <= 1 or self.concurrency <= 1 or getattr(_worker, "active", False):
+            return [fn(item) for item in items]
+        if self.pool is not None:
+            return list(self.pool.map(fn, items))
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), initializer=_mark_worker) as pool:
+            return list(pool.map(fn, items))
 
     # -- reads ----------------------------------------------------------------------------------------
     def read(self, keys: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], Image]:
@@ -105,9 +120,8 @@ class Store:
         found: dict[tuple[str, str], Image] = {}
         if not chunks:
             return found
-        with self._pool(len(chunks)) as pool:
-            for part in pool.map(self._read_chunk, chunks):
-                found.update(part)
+        for part in self._map(self._read_chunk, chunks):
+            found.update(part)
         return found
 
     def _read_chunk(self, chunk: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], Image]:
@@ -136,9 +150,8 @@ class Store:
         failed: dict[Hashable, PermanentError | RetryableError] = {}
         if not chunks:
             return failed
-        with self._pool(len(chunks)) as pool:
-            for part in pool.map(self._write_chunk, chunks):
-                failed.update(part)
+        for part in self._map(self._write_chunk, chunks):
+            failed.update(part)
         return failed
 
     def _write_chunk(self, chunk: list[Write]) -> dict[Hashable, PermanentError | RetryableError]:
@@ -162,6 +175,8 @@ class Store:
                     return dict.fromkeys((w.owner for w in pending), error)
                 self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
                 continue
+            if not left:
+                return {}
             unprocessed = {json.dumps(r, sort_keys=True, default=_hex) for reqs in left.values() for r in reqs}
             pending = [w for w in pending if json.dumps(w.request, sort_keys=True, default=_hex) in unprocessed]
             if not pending:
@@ -197,10 +212,7 @@ class Store:
 
     def run(self, jobs: list[Callable[[], Any]]) -> list[Any]:
         """Run independent jobs (conditional writes of distinct keys) concurrently, results in order."""
-        if len(jobs) <= 1 or self.concurrency == 1:
-            return [job() for job in jobs]
-        with self._pool(len(jobs)) as pool:
-            return list(pool.map(lambda job: job(), jobs))
+        return self._map(lambda job: job(), jobs)
 
 
 def _hex(value: Any) -> str:
@@ -217,6 +229,13 @@ class LocalTable:
     stamps: Versions
     concurrency: int
     sleep: Callable[[float], None] = time.sleep  # between retry rounds (the local harness skips the waits)
+    pool: ThreadPoolExecutor | None = None
+
+    def __post_init__(self) -> None:
+        if self.pool is None and self.concurrency > 1:
+            self.pool = ThreadPoolExecutor(
+                max_workers=self.concurrency, thread_name_prefix="ddbb-local", initializer=_mark_worker
+            )
 
     @classmethod
     def of(cls, settings: LocalTableSettings) -> LocalTable:
@@ -236,4 +255,4 @@ class LocalTable:
 
     def store(self) -> Store:
         """A store for one invocation (it counts its requests)."""
-        return Store(self.dynamodb, self.table, self.side, self.stamps, self.concurrency, self.sleep)
+        return Store(self.dynamodb, self.table, self.side, self.stamps, self.concurrency, self.sleep, pool=self.pool)

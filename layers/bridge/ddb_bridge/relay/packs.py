@@ -71,6 +71,7 @@ class WireChange:
     image: dict[str, Any] | None
     version: Version
     approx_ms: int
+    item: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # the image decoded (client form)
 
     def to_json(self) -> dict[str, Any]:
         """The change's entry in a pack."""
@@ -101,10 +102,11 @@ class WireChange:
             if op not in ("P", "D"):
                 raise MalformedPack("op must be P or D")
             image = entry.get("i")
+            item = None
             if op == "P":
                 if not isinstance(image, dict):
                     raise MalformedPack("a put without its image")
-                validate.image(image, keys)  # every type tag, number, base64 value, size, and the key
+                item = validate.image(image, keys)  # every type tag, number, base64 value, size, and the key
             elif "i" in entry:
                 raise MalformedPack("a delete with an image")
             ts, origin = entry.get("t"), entry.get("r")
@@ -122,7 +124,7 @@ class WireChange:
             approx = entry.get("a", 0)
             if isinstance(approx, bool) or not isinstance(approx, int) or not 0 <= approx < MAX_APPROX_MS:
                 raise MalformedPack("a must be a whole number of milliseconds")
-            return cls(ident, keys, op, image if op == "P" else None, version, approx)
+            return cls(ident, keys, op, image if op == "P" else None, version, approx, item)
         except validate.InvalidValue as exc:
             raise MalformedPack(f"a change DynamoDB would refuse: {exc}") from exc
         except (KeyError, TypeError, ValueError, MalformedImage) as exc:
@@ -140,9 +142,15 @@ class Pack:
     changes: list[WireChange]
 
 
-def _body(origin: str, changes: list[WireChange]) -> bytes:
-    doc = {"v": PACK_FORMAT, "o": origin, "c": [c.to_json() for c in changes]}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def _entry(change: WireChange) -> bytes:
+    """One change's JSON in a pack (compact, UTF-8)."""
+    return json.dumps(change.to_json(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _body(origin: str, changes: list[WireChange], entries: list[bytes] | None = None) -> bytes:
+    """A pack's JSON: `{"v":..,"o":..,"c":[..]}`, from the changes' entries when they were encoded already."""
+    head = json.dumps({"v": PACK_FORMAT, "o": origin}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return head[:-1] + b',"c":[' + b",".join(entries or [_entry(c) for c in changes]) + b"]}"
 
 
 def encode(origin: str, changes: list[WireChange], *, compress: bool = True) -> bytes:
@@ -235,28 +243,34 @@ def build_records(
     out: list[OutRecord] = []
     for bucket in sorted(groups):
         chunk: list[WireChange] = []
+        entries: list[bytes] = []
         size = 0
         keys = _bucket_keys(bucket, buckets)
         for change in groups[bucket]:
-            entry_size = len(json.dumps(change.to_json(), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-            if chunk and size + entry_size > pack_bytes:
-                out.extend(_records_of(origin, chunk, compress, keys))
-                chunk, size = [], 0
+            entry = _entry(change)  # encoded once: sized here, joined into the record's body below
+            if chunk and size + len(entry) > pack_bytes:
+                out.extend(_records_of(origin, chunk, compress, keys, entries))
+                chunk, entries, size = [], [], 0
             chunk.append(change)
-            size += entry_size + 1
+            entries.append(entry)
+            size += len(entry) + 1
         if chunk:
-            out.extend(_records_of(origin, chunk, compress, keys))
+            out.extend(_records_of(origin, chunk, compress, keys, entries))
     return out
 
 
-def _records_of(origin: str, changes: list[WireChange], compress: bool, keys: tuple[str, str]) -> list[OutRecord]:
-    """One record for these changes, split in halves while it would pass Kinesis's record limit."""
-    body = _body(origin, changes)
+def _records_of(
+    origin: str, changes: list[WireChange], compress: bool, keys: tuple[str, str], entries: list[bytes]
+) -> list[OutRecord]:
+    """One record for these changes (`entries`: their encoded JSON), split in halves while over Kinesis's limit."""
+    body = _body(origin, changes, entries)
     data = ZLIB_MARK + zlib.compress(body, 6) if compress else body
     head, explicit = keys
     if len(data) + len(head) > MAX_RECORD_BYTES - _HEADROOM and len(changes) > 1:
         half = len(changes) // 2
-        return _records_of(origin, changes[:half], compress, keys) + _records_of(origin, changes[half:], compress, keys)
+        return _records_of(origin, changes[:half], compress, keys, entries[:half]) + _records_of(
+            origin, changes[half:], compress, keys, entries[half:]
+        )
     return [OutRecord(data, head, explicit, [c.key_id for c in changes], len(body))]
 
 
