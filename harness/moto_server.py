@@ -63,7 +63,7 @@ class LocalAws:
         self.enable_step_functions()
 
     def enable_step_functions(self) -> None:
-        """Make moto really execute state machines (LOCAL-AWS.md)."""
+        """Make moto really execute state machines (the README lists the moto differences we met)."""
         body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
         req = urllib.request.Request(
             f"{self.endpoint}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"}
