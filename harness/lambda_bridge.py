@@ -11,7 +11,8 @@ to the process that deployed the function, which runs it the same way (`serve`).
 
 It also turns off moto's own delivery from DynamoDB streams to event source mappings: moto invokes
 even a *disabled* mapping on every write and then empties the shard, so a mapping could never be
-created (the README lists the moto differences we met). With the bridge, mappings are control-plane objects only (create, list,
+created (the README lists the moto differences we met). With the bridge, mappings are control-plane
+objects only (create, list,
 enable) and `harness.streams.StreamPoller` does the delivery, started when the mapping is enabled.
 """
 

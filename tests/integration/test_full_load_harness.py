@@ -1,7 +1,8 @@
 """The harness pieces the full-load and backfill tests stand on, checked against moto in isolation.
 
 moto delivers a DynamoDB stream to an event source mapping even when the mapping is *disabled*, and
-empties the shard (the README lists the moto differences we met). These tests pin that behaviour down, and show that with
+empties the shard (the README lists the moto differences we met). These tests pin that behaviour down,
+and show that with
 harness.lambda_bridge installed a disabled mapping is safe: the records stay in the stream until the
 workflow enables the mapping and the local poller delivers them. They also pin the bridge's Lambda
 contract that Step Functions' Retry and Catch rely on.
