@@ -8,11 +8,19 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .observability import MetricUnit, metrics
+
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
 class InvalidInput(ValueError):
     """The execution input is wrong; the message says which field and what it expects."""
+
+
+def refused(exc: InvalidInput, metric: str) -> dict[str, Any]:
+    """A plan step's answer to bad input: not valid, with the message for the console; counted as `metric`."""
+    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    return {"valid": False, "message": f"Invalid input: {exc}. Fix it and start a new execution."}
 
 
 @dataclass(frozen=True)

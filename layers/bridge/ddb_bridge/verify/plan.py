@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.capacity import default_segments, describe_table, key_schema, table_capacity
-from ..core.inputs import IntField, InvalidInput, flag, input_object, run_id, whole_numbers
-from ..core.observability import MetricUnit, metrics
+from ..core.inputs import IntField, InvalidInput, flag, input_object, refused, run_id, whole_numbers
 from .clients import Json, VerifyClients
 from .progress import VerifyStore
 from .settings import VerifySettings
@@ -54,8 +53,7 @@ def plan(event: Json, settings: VerifySettings, clients: VerifyClients) -> Json:
         values = parse_input(event.get("input"), str(event.get("execution") or "verify"))
         return _plan(values, settings, clients)
     except InvalidInput as exc:
-        metrics.add_metric(name="VerifyInvalidInput", unit=MetricUnit.Count, value=1)
-        return {"valid": False, "message": f"Invalid input: {exc}. Fix it and start a new execution."}
+        return refused(exc, "VerifyInvalidInput")
 
 
 def _plan(values: Json, settings: VerifySettings, clients: VerifyClients) -> Json:

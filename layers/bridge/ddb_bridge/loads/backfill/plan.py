@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core.capacity import default_segments, describe_table, key_schema, table_capacity
-from ...core.inputs import IntField, InvalidInput, flag, input_object, run_id, whole_numbers
-from ...core.observability import MetricUnit, metrics
+from ...core.inputs import IntField, InvalidInput, flag, input_object, refused, run_id, whole_numbers
 from ..settings import BackfillSettings
 from .clients import BackfillClients, Json
 from .progress import ProgressStore
@@ -63,8 +62,7 @@ def plan(event: Json, settings: BackfillSettings, clients: BackfillClients) -> J
         values = parse_input(event.get("input"), str(event.get("execution") or "backfill"))
         return _plan(values, settings, clients)
     except InvalidInput as exc:
-        metrics.add_metric(name="BackfillInvalidInput", unit=MetricUnit.Count, value=1)
-        return {"valid": False, "message": f"Invalid input: {exc}. Fix it and start a new execution."}
+        return refused(exc, "BackfillInvalidInput")
 
 
 def _plan(values: Json, settings: BackfillSettings, clients: BackfillClients) -> Json:
